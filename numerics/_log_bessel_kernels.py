@@ -1,0 +1,88 @@
+"""Region dispatch for log I_v(x) and log K_v(x) with v >= 0, 0 < x < inf.
+
+I: orders v >= V0 use the Debye expansion; lower orders take it at
+   v + m >= V0 (m an integer <= V0) and recur downwards,
+       I_nu / I_{nu+1} = I_{nu+1}/I_{nu+2} ... i.e. R_nu = 1 / (R_{nu+1} + 2(nu+1)/x),
+   which is stable because I is the minimal solution of the recurrence; for
+   x <= 6 the power series is used instead (it keeps absolute accuracy where
+   log I_v(x) ~ 0).
+K: orders v >= V0 use the Debye expansion; lower orders use Temme's kernel.
+
+Only regions that some element needs are evaluated (``lax.cond`` on the
+batch): families of inputs that live in one region cost one kernel.
+"""
+
+import jax.numpy as jnp
+from jax import lax
+
+from ._debye import debye_terms
+from ._precision import kernel_parameters
+from ._small_order import power_series_i, temme_k
+
+
+def _maybe(needed, compute, like):
+    """compute() if needed else NaN arrays shaped like ``like``."""
+
+    def skip():
+        return tuple(jnp.full_like(like, jnp.nan) for _ in range(2))
+
+    return lax.cond(needed, compute, skip)
+
+
+def log_i_and_ratio(v, x, *, scaled: bool):
+    """(log I_v(x) [- x if scaled], log(I_{v+1}(x) / I_v(x))) for v >= 0, 0 < x < inf."""
+    params = kernel_parameters(x.dtype)
+    order_threshold = params.debye_order
+    use_debye = v >= order_threshold
+    use_series = (~use_debye) & (x <= params.series_max_x)
+    use_recurrence = ~(use_debye | use_series)
+
+    def series():
+        xs = jnp.where(use_series, x, 1.0)
+        vs = jnp.where(use_series, v, 0.0)
+        return power_series_i(vs, xs, scaled=scaled)
+
+    def debye_and_recurrence():
+        steps = jnp.where(use_recurrence, jnp.ceil(order_threshold - v), 0.0)
+        steps = jnp.where(use_debye | use_recurrence, steps, 0.0)
+        v_low = jnp.where(use_series, order_threshold, v)
+        top = v_low + steps
+        xd = jnp.where(use_series, 1.0, x)
+        terms = debye_terms(top, xd, scaled=scaled, want_i=True, want_k=False)
+        # top = v + steps is rounded; the exact top order is top + order_error.
+        # First-order Debye correction: d/dv log I_v = -asinh(v/x) - p^2/(2v).
+        order_error = v_low - (top - steps)
+        z = xd / top
+        slope = -jnp.arcsinh(1.0 / z) - 0.5 / (top * (1.0 + z * z))
+        log_top = terms["log_i"] + order_error * slope
+        ratio = jnp.exp(terms["log_ratio_i"])
+        product = jnp.ones_like(xd)
+        for j in range(order_threshold):
+            active = j < steps
+            next_ratio = 1.0 / (ratio + 2.0 * (v_low + (steps - j)) / xd)
+            product = jnp.where(active, product * next_ratio, product)
+            ratio = jnp.where(active, next_ratio, ratio)
+        return log_top - jnp.log(product), jnp.log(ratio)
+
+    log_s, ratio_s = _maybe(jnp.any(use_series), series, x)
+    log_d, ratio_d = _maybe(jnp.any(~use_series), debye_and_recurrence, x)
+    return jnp.where(use_series, log_s, log_d), jnp.where(use_series, ratio_s, ratio_d)
+
+
+def log_k_and_ratio(v, x, *, scaled: bool):
+    """(log K_v(x) [+ x if scaled], log(K_{v+1}(x) / K_v(x))) for v >= 0, 0 < x < inf."""
+    params = kernel_parameters(x.dtype)
+    use_debye = v >= params.debye_order
+
+    def debye():
+        vd = jnp.where(use_debye, v, params.debye_order)
+        terms = debye_terms(vd, x, scaled=scaled, want_i=False, want_k=True)
+        return terms["log_k"], terms["log_ratio_k"]
+
+    def temme():
+        vt = jnp.where(use_debye, 0.0, v)
+        return temme_k(vt, x, scaled=scaled)
+
+    log_d, ratio_d = _maybe(jnp.any(use_debye), debye, x)
+    log_t, ratio_t = _maybe(jnp.any(~use_debye), temme, x)
+    return jnp.where(use_debye, log_d, log_t), jnp.where(use_debye, ratio_d, ratio_t)

@@ -1,0 +1,1 @@
+"""Neural operators (in development; see the README's status table)."""
