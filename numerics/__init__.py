@@ -11,3 +11,13 @@ from ._log_bessel import (
     log_kv_ratio as log_kv_ratio,
     log_kve as log_kve,
 )
+from ._fit_von_mises_fisher import (
+    FitResult as FitResult,
+    concentration_from_mean_length as concentration_from_mean_length,
+    fit_vmf as fit_vmf,
+)
+from ._von_mises_fisher import (
+    VonMisesFisher as VonMisesFisher,
+    mean_resultant_length as mean_resultant_length,
+    vmf_log_normalizer as vmf_log_normalizer,
+)

@@ -34,11 +34,6 @@ def _is_symbolic_zero(tangent) -> bool:
     return type(tangent) is jax.custom_derivatives.SymbolicZero
 
 
-def _order_tangent(function, v, x, v_dot):
-    """Primal and d/dv tangent by forward-mode differentiation of the kernels."""
-    return jax.jvp(lambda order: function(order, x)[0], (v,), (v_dot,))
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _log_i_nonnegative(v, x, scaled):
     vs, xs, inside = _interior(v, x)
@@ -50,23 +45,39 @@ def _log_i_nonnegative(v, x, scaled):
     return jnp.where(inside, log_i, edge)
 
 
-@_log_i_nonnegative.defjvp
+def _kernel_with_order_slope(kernel, vs, xs, need_slope):
+    """(log f, log ratio, d log f / dv or None) from one evaluation of the kernel.
+
+    The order slope comes from forward-mode differentiation with a unit
+    tangent (the functions are elementwise), so reverse mode only transposes a
+    multiplication rather than the whole kernel: grad then costs no more to
+    compile or run than jvp."""
+    if not need_slope:
+        log_f, log_ratio = kernel(vs, xs)
+        return log_f, log_ratio, None
+    (log_f, log_ratio), (slope, _) = jax.jvp(
+        lambda order: kernel(order, xs), (vs,), (jnp.ones_like(vs),)
+    )
+    return log_f, log_ratio, slope
+
+
 def _log_i_nonnegative_jvp(scaled, primals, tangents):
     v, x = primals
     v_dot, x_dot = tangents
     vs, xs, inside = _interior(v, x)
     kernel = functools.partial(log_i_and_ratio, scaled=scaled)
-    primal_out = _log_i_nonnegative(v, x, scaled)
+    log_i, log_ratio, order_slope = _kernel_with_order_slope(
+        kernel, vs, xs, not _is_symbolic_zero(v_dot)
+    )
+    primal_out = jnp.where(inside, log_i, _log_i_nonnegative(v, x, scaled))
     tangent = jnp.zeros_like(primal_out)
     if not _is_symbolic_zero(x_dot):
-        _, log_ratio = kernel(vs, xs)
         # d/dx log I_v = v/x + I_{v+1}/I_v: a sum of positive terms.
         slope = vs / xs + jnp.exp(log_ratio) - (1.0 if scaled else 0.0)
         slope = jnp.where(inside, slope, jnp.where((x == 0) & (v == 0), 0.0, jnp.nan))
         tangent = tangent + slope * x_dot
-    if not _is_symbolic_zero(v_dot):
-        _, order_tangent = _order_tangent(kernel, vs, xs, jnp.where(inside, v_dot, 0.0))
-        tangent = tangent + jnp.where(inside, order_tangent, jnp.nan)
+    if order_slope is not None:
+        tangent = tangent + jnp.where(inside, order_slope, jnp.nan) * v_dot
     return primal_out, tangent
 
 
@@ -87,19 +98,20 @@ def _log_k_even_jvp(scaled, primals, tangents):
     v_dot, x_dot = tangents
     vs, xs, inside = _interior(v, x)
     kernel = functools.partial(log_k_and_ratio, scaled=scaled)
-    primal_out = _log_k_even(v, x, scaled)
+    log_k, log_ratio, order_slope = _kernel_with_order_slope(
+        kernel, vs, xs, not _is_symbolic_zero(v_dot)
+    )
+    primal_out = jnp.where(inside, log_k, _log_k_even(v, x, scaled))
     tangent = jnp.zeros_like(primal_out)
     if not _is_symbolic_zero(x_dot):
-        _, log_ratio = kernel(vs, xs)
         # d/dx log K_v = v/x - K_{v+1}/K_v; since K_{v+1}/K_v >= 2v/x the
         # difference loses at most a factor of two.
         slope = vs / xs - jnp.exp(log_ratio) + (1.0 if scaled else 0.0)
         tangent = tangent + jnp.where(inside, slope, jnp.nan) * x_dot
-    if not _is_symbolic_zero(v_dot):
+    if order_slope is not None:
         # K_{-v} = K_v, so d/dv carries the sign of v.
-        signed = jnp.where(v < 0, -v_dot, v_dot)
-        _, order_tangent = _order_tangent(kernel, vs, xs, jnp.where(inside, signed, 0.0))
-        tangent = tangent + jnp.where(inside, order_tangent, jnp.nan)
+        signed = order_slope * jnp.where(v < 0, -1.0, 1.0)
+        tangent = tangent + jnp.where(inside, signed, jnp.nan) * v_dot
     return primal_out, tangent
 
 
@@ -156,6 +168,7 @@ _DOMAIN = """
     x < 0, nan in either argument give nan."""
 
 
+@jax.jit
 def log_iv(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     r"""Logarithm of the modified Bessel function of the first kind, $\log I_v(x)$.
 
@@ -200,6 +213,7 @@ def log_iv(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     return _signed_to_log(*_log_i_signed(v, x, False))
 
 
+@jax.jit
 def log_ive(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     r"""$\log(I_v(x)\,e^{-x})$, the log of SciPy's ``ive``, without cancellation.
 
@@ -209,6 +223,7 @@ def log_ive(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     return _signed_to_log(*_log_i_signed(v, x, True))
 
 
+@jax.jit
 def log_kv(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     r"""Logarithm of the modified Bessel function of the second kind, $\log K_v(x)$.
 
@@ -234,12 +249,14 @@ def log_kv(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     return _log_k_even(v, x, False)
 
 
+@jax.jit
 def log_kve(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     r"""$\log(K_v(x)\,e^{x})$, the log of SciPy's ``kve``. As ``log_kv``."""
     v, x = _prepare(v, x)
     return _log_k_even(v, x, True)
 
 
+@jax.jit
 def log_iv_ratio(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     r"""$\log(I_{v+1}(x) / I_v(x))$, without the cancellation of a difference of logs.
 
@@ -261,6 +278,7 @@ def log_iv_ratio(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     return jnp.where(v < 0, log_iv(v + 1, x) - log_iv(v, x), positive)
 
 
+@jax.jit
 def log_kv_ratio(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     r"""$\log(K_{v+1}(x) / K_v(x))$ for $v \ge 0$, accurate where the logs are huge.
 

@@ -56,12 +56,17 @@ def log_i_and_ratio(v, x, *, scaled: bool):
         slope = -jnp.arcsinh(1.0 / z) - 0.5 / (top * (1.0 + z * z))
         log_top = terms["log_i"] + order_error * slope
         ratio = jnp.exp(terms["log_ratio_i"])
-        product = jnp.ones_like(xd)
-        for j in range(order_threshold):
+
+        def step_down(j, state):
+            product, ratio = state
             active = j < steps
             next_ratio = 1.0 / (ratio + 2.0 * (v_low + (steps - j)) / xd)
             product = jnp.where(active, product * next_ratio, product)
-            ratio = jnp.where(active, next_ratio, ratio)
+            return product, jnp.where(active, next_ratio, ratio)
+
+        product, ratio = lax.fori_loop(
+            0, order_threshold, step_down, (jnp.ones_like(xd), ratio)
+        )
         return log_top - jnp.log(product), jnp.log(ratio)
 
     log_s, ratio_s = _maybe(jnp.any(use_series), series, x)

@@ -13,6 +13,7 @@
 """
 
 import jax.numpy as jnp
+from jax import lax
 
 from ._constants import RECIPROCAL_GAMMA_TAYLOR
 from ._precision import accurate_log1p, horner, kernel_parameters
@@ -31,6 +32,9 @@ def _reciprocal_gamma_parts(mu, params):
     return gam1, gam2, reciprocal_minus_one
 
 
+_MAX_LOG_GAMMA_ORDER = 40
+
+
 def log_gamma_1p(v):
     """log Gamma(1 + v) for 0 <= v <= 40 with small absolute error near v = 0, 1."""
     params = kernel_parameters(v.dtype)
@@ -41,9 +45,10 @@ def log_gamma_1p(v):
     # Gamma(1 + n + mu) = Gamma(1 + mu) prod_{j=1..n} (j + mu); the j = 1 factor
     # goes through log1p so that log Gamma(2 + mu) keeps its accuracy at mu ~ 0.
     result = result + jnp.where(n >= 1, accurate_log1p(mu), 0.0)
-    product = jnp.ones_like(v)
-    for j in range(2, 41):
-        product = jnp.where(n >= j, product * (j + mu), product)
+    def multiply(j, product):
+        return jnp.where(n >= j, product * (j + mu), product)
+
+    product = lax.fori_loop(2, _MAX_LOG_GAMMA_ORDER + 1, multiply, jnp.ones_like(v))
     return result + jnp.log(product)
 
 
@@ -51,15 +56,18 @@ def power_series_i(v, x, *, scaled: bool):
     """(log I_v(x), log I_{v+1}(x)/I_v(x)) from the power series, 0 < x <= 6."""
     params = kernel_parameters(x.dtype)
     quarter_x2 = 0.25 * x * x
-    term = jnp.ones_like(x)
-    term_next = jnp.ones_like(x)  # same series for order v + 1
-    total = jnp.ones_like(x)
-    total_next = jnp.ones_like(x)
-    for k in range(1, params.series_terms):
+
+    def add_term(k, state):
+        term, term_next, total, total_next = state
         term = term * quarter_x2 / (k * (v + k))
+        # the same series for order v + 1
         term_next = term_next * quarter_x2 / (k * (v + 1 + k))
-        total = total + term
-        total_next = total_next + term_next
+        return term, term_next, total + term, total_next + term_next
+
+    one = jnp.ones_like(x)
+    _, _, total, total_next = lax.fori_loop(
+        1, params.series_terms, add_term, (one, one, one, one)
+    )
     log_i = v * jnp.log(0.5 * x) - log_gamma_1p(v) + jnp.log(total)
     if scaled:
         log_i = log_i - x
@@ -113,10 +121,9 @@ def temme_k(v, x, *, scaled: bool):
     xl = jnp.where(small, 1.0, x)
     step = jnp.minimum(params.trapezoid_step, params.trapezoid_width / jnp.sqrt(xl))
     growth_mu = jnp.exp(mu * step)
-    power_mu = jnp.ones_like(xl)
-    total0 = 0.5 * jnp.ones_like(xl)
-    total1 = 0.5 * jnp.ones_like(xl)
-    for j in range(1, params.trapezoid_nodes):
+
+    def add_node(j, state):
+        power_mu, total0, total1 = state
         power_mu = power_mu * growth_mu
         node = j * step
         sinh_half = jnp.sinh(0.5 * node)
@@ -127,8 +134,12 @@ def temme_k(v, x, *, scaled: bool):
         cosh_mu1 = cosh_mu * 0.5 * (exp_node + 1.0 / exp_node) + 0.5 * (
             power_mu - 1.0 / power_mu
         ) * 0.5 * (exp_node - 1.0 / exp_node)
-        total0 = total0 + weight * cosh_mu
-        total1 = total1 + weight * cosh_mu1
+        return power_mu, total0 + weight * cosh_mu, total1 + weight * cosh_mu1
+
+    half = 0.5 * jnp.ones_like(xl)
+    _, total0, total1 = lax.fori_loop(
+        1, params.trapezoid_nodes, add_node, (jnp.ones_like(xl), half, half)
+    )
     log_kve_mu_large = jnp.log(step * total0)
     q_large = xl * (total1 / total0)
 
@@ -137,11 +148,15 @@ def temme_k(v, x, *, scaled: bool):
     # q_{nu+1} = x^2 / q_nu + 2 (nu + 1). The product of K_{nu+1}/K_nu is
     # kept in linear form (scaled by max(x, 1) so it stays in range).
     scale = jnp.maximum(x, 1.0)
-    product = jnp.ones_like(x)
-    for j in range(params.debye_order):
+
+    def step_up(j, state):
+        product, q = state
         active = j < n
         product = jnp.where(active, product * (q / scale), product)
         q = jnp.where(active, x * (x / q) + 2.0 * (mu + j + 1.0), q)
+        return product, q
+
+    product, q = lax.fori_loop(0, params.debye_order, step_up, (jnp.ones_like(x), q))
     log_scale_steps = n * (jnp.log(scale) - jnp.log(x))
 
     log_k_small = log_k_mu_small + jnp.log(product) + log_scale_steps
