@@ -41,7 +41,7 @@ def concentration_from_mean_length(
     rs = jnp.where(inside, r, 0.5)
     log_r = jnp.log(rs)
     kappa0 = rs * (d - rs * rs) / ((1.0 - rs) * (1.0 + rs))
-    tol = 8 * jnp.finfo(r.dtype).eps
+    eps = jnp.finfo(r.dtype).eps
 
     def step(state):
         log_kappa, _, steps = state
@@ -52,22 +52,29 @@ def concentration_from_mean_length(
         slope = kappa * ((1.0 - a) * (1.0 + a) / a) - (d - 1.0)
         delta = (log_a - log_r) / jnp.where(slope > 0, slope, 1.0)
         delta = jnp.clip(delta, -2.0, 2.0)
-        return log_kappa - delta, jnp.max(jnp.abs(delta)), steps + 1
+        return log_kappa - delta, jnp.abs(delta), steps + 1
+
+    def tolerance(log_kappa):
+        # Rounding in log A_d moves log kappa by ~eps / (d log A / d log kappa),
+        # which is ~ 2 kappa / (d - 1) for kappa >> d: stop at that noise floor.
+        kappa = jnp.exp(log_kappa)
+        return 16 * eps * jnp.maximum(1.0, 2 * kappa / (d - 1))
 
     def keep_going(state):
-        _, change, steps = state
-        return (change > tol) & (steps < max_steps)
+        log_kappa, change, steps = state
+        return jnp.any(change > tolerance(log_kappa)) & (steps < max_steps)
 
-    init = (jnp.log(kappa0), jnp.asarray(jnp.inf, r.dtype), jnp.asarray(0))
+    init = (jnp.log(kappa0), jnp.full_like(rs, jnp.inf), jnp.asarray(0))
     log_kappa, change, _ = lax.while_loop(keep_going, step, init)
     # One more step after the tolerance is met polishes the last ulp.
+    converged = jnp.all(change <= tolerance(log_kappa))
     log_kappa, _, _ = step((log_kappa, change, 0))
     kappa = jnp.where(
         inside,
         jnp.exp(log_kappa),
         jnp.where(r == 0, 0.0, jnp.where(r == 1, jnp.inf, jnp.nan)),
     )
-    result = FitResult.where(change <= tol, FitResult.successful, FitResult.max_steps_reached)
+    result = FitResult.where(converged, FitResult.successful, FitResult.max_steps_reached)
     return kappa, result
 
 

@@ -179,7 +179,7 @@ def log_iv(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     with $\eta$ summed from its Taylor series near its root so that the result
     keeps full accuracy where $\log I_v(x)\approx 0$; lower orders take the
     expansion at $v + m \ge V_0$ and recur downwards (stable for $I$), or use
-    the power series for $x \le 6$.
+    the power series for $x \le 20$.
 
     Domain: real $v$, $x \ge 0$, broadcast elementwise. $\log I_0(0) = 0$,
     $\log I_v(0) = -\infty$ for $v > 0$, $\log I_v(\infty) = \infty$. Negative

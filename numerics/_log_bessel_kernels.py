@@ -4,7 +4,7 @@ I: orders v >= V0 use the Debye expansion; lower orders take it at
    v + m >= V0 (m an integer <= V0) and recur downwards,
        I_nu / I_{nu+1} = I_{nu+1}/I_{nu+2} ... i.e. R_nu = 1 / (R_{nu+1} + 2(nu+1)/x),
    which is stable because I is the minimal solution of the recurrence; for
-   x <= 6 the power series is used instead (it keeps absolute accuracy where
+   x <= 20 the power series is used instead (it keeps absolute accuracy where
    log I_v(x) ~ 0).
 K: orders v >= V0 use the Debye expansion; lower orders use Temme's kernel.
 
@@ -64,8 +64,13 @@ def log_i_and_ratio(v, x, *, scaled: bool):
             product = jnp.where(active, product * next_ratio, product)
             return product, jnp.where(active, next_ratio, ratio)
 
-        product, ratio = lax.fori_loop(
-            0, order_threshold, step_down, (jnp.ones_like(xd), ratio)
+        def recur():
+            return lax.fori_loop(
+                0, order_threshold, step_down, (jnp.ones_like(xd), ratio)
+            )
+
+        product, ratio = lax.cond(
+            jnp.any(use_recurrence), recur, lambda: (jnp.ones_like(xd), ratio)
         )
         return log_top - jnp.log(product), jnp.log(ratio)
 
