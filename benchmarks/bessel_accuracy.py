@@ -1,0 +1,79 @@
+"""Accuracy of the log-Bessel functions against tests/data/bessel_reference.csv.
+
+    python benchmarks/bessel_accuracy.py
+
+Error metric: |ours - mpmath| / max(1, |mpmath|) in units of the dtype's eps
+(float32: inputs rounded to float32, reference = our float64 at those inputs,
+which the float64 rows hold to mpmath). Regions: "debye" v >= 20,
+"small-order" v < 20; "near log f = 0" rows are those with |log f| < 5.
+"""
+
+import sys
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numerics
+from tests.helpers import bessel_reference, mixed_error
+
+
+def summarise(label, error):
+    finite = np.isfinite(error)
+    if not finite.any():
+        return
+    e = error[finite]
+    print(f"{label:44} {e.size:5d} {np.max(e):9.2f} {np.median(e):8.2f} "
+          f"{np.sum(~finite):6d}")
+
+
+def main():
+    table = bessel_reference()
+    v, x = table["v"], table["x"]
+    device = jax.devices()[0]
+    print(f"# {' '.join(sys.argv)}  (device: {device.platform} {device.device_kind})")
+    print(f"{'function / dtype / region':44} {'n':>5} {'max eps':>9} {'median':>8} {'nonfin':>6}")
+    functions = {
+        "log_iv": numerics.log_iv,
+        "log_kv": numerics.log_kv,
+        "log_iv_ratio": numerics.log_iv_ratio,
+        "log_kv_ratio": numerics.log_kv_ratio,
+    }
+    regions = {"all": np.ones_like(v, bool), "debye (v >= 20)": v >= 20,
+               "small order (v < 20)": v < 20}
+    for name, function in functions.items():
+        ours = np.asarray(function(jnp.asarray(v), jnp.asarray(x)))
+        ref_hi, ref_lo = table[name + "_hi"], table[name + "_lo"]
+        error = mixed_error(ours, ref_hi, ref_lo) / np.finfo(np.float64).eps
+        error = np.where(np.isfinite(ours) == np.isfinite(ref_hi), error, np.inf)
+        for region, mask in regions.items():
+            summarise(f"{name} float64 {region}", error[mask])
+        summarise(f"{name} float64 near log f = 0", error[np.abs(ref_hi) < 5])
+        v32, x32 = v.astype(np.float32), x.astype(np.float32)
+        keep = x32 > 0
+        ours32 = np.asarray(function(jnp.asarray(v32[keep]), jnp.asarray(x32[keep])))
+        ref32 = np.asarray(function(jnp.asarray(v32[keep], jnp.float64),
+                                    jnp.asarray(x32[keep], jnp.float64)))
+        ok = np.isfinite(ref32) & (np.abs(ref32) < 3e38)
+        error32 = mixed_error(ours32[ok], ref32[ok]) / np.finfo(np.float32).eps
+        error32 = np.where(np.isfinite(ours32[ok]), error32, np.inf)
+        summarise(f"{name} float32 all", error32)
+    for name, function in (("log_iv", numerics.log_iv), ("log_kv", numerics.log_kv)):
+        slope = np.asarray(jax.vmap(jax.grad(function, argnums=1))(jnp.asarray(v), jnp.asarray(x)))
+        hi, lo = table[f"d{name}_dx_hi"], table[f"d{name}_dx_lo"]
+        summarise(f"d/dx {name} float64 (eps)", mixed_error(slope, hi, lo) / np.finfo(np.float64).eps)
+        reference = table[f"d{name}_dv"]
+        keep = np.isfinite(reference)
+        slope_v = np.asarray(jax.vmap(jax.grad(function, argnums=0))(
+            jnp.asarray(v[keep]), jnp.asarray(x[keep])))
+        err_v = mixed_error(slope_v, reference[keep])
+        print(f"{'d/dv ' + name + ' float64 (relative, not eps)':44} {err_v.size:5d} "
+              f"{np.max(err_v):9.2e} {np.median(err_v):8.1e} {np.sum(~np.isfinite(slope_v)):6d}")
+
+
+if __name__ == "__main__":
+    main()
