@@ -186,13 +186,16 @@ def log_iv(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     orders use $I_{-v} = I_v + (2/\pi)\sin(v\pi) K_v$ and give nan where
     $I_{-v}(x) < 0$ (use ``iv`` for the signed value). $x < 0$ or nan give nan.
 
-    Accuracy: error $|\Delta \log I| / \max(1, |\log I|)$ against mpmath below
-    16 ulp in float64 over $v \in [0, 10^5]$, $x \in [10^{-10}, 10^8]$ and
-    below 8 ulp in float32 (see ``benchmarks/RESULTS.md``).
+    Accuracy: error $|\Delta \log I| / \max(1, |\log I|)$ against mpmath at
+    most 14.5 eps (median 0.3) in float64 on CPU over $v \in [0, 10^5]$,
+    $x \in [10^{-10}, 10^8]$ (21.5 eps on an H100, whose transcendentals
+    differ); at most 35 eps in float32. The largest errors sit where
+    $\log I_v(x) \approx 0$ at moderate orders, where $v\log(x/2)$ and
+    $\log\Gamma(v+1)$ cancel. Figures: ``benchmarks/RESULTS.md``.
 
     Derivatives (``jax.custom_jvp``): $\partial_x \log I_v = v/x + I_{v+1}/I_v$
     from the accurate ratio; $\partial_v$ by forward-mode differentiation of the
-    region kernels (analytic in $v$), correct to ~1e-12 relative.
+    region kernels (analytic in $v$): at most 2.5e-13 relative.
 
     Args:
         v: order.
@@ -236,7 +239,8 @@ def log_kv(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     Domain: real $v$ ($K_{-v} = K_v$), $x \ge 0$; $\log K_v(0) = \infty$,
     $\log K_v(\infty) = -\infty$; $x < 0$ or nan give nan.
 
-    Accuracy: as ``log_iv``. Derivatives: $\partial_x \log K_v = v/x -
+    Accuracy: at most 5.1 eps (median 0.3) in float64, 15.4 eps in float32,
+    measured as for ``log_iv``. Derivatives: $\partial_x \log K_v = v/x -
     K_{v+1}/K_v$, $\partial_v$ by forward-mode differentiation of the kernels.
 
     References:

@@ -106,7 +106,8 @@ def test_jit_matches_eager():
     jitted = numerics.log_kv(v, x)
     with jax.disable_jit():
         eager = numerics.log_kv(v, x)
-    np.testing.assert_allclose(jitted, eager, rtol=4 * eps(jitted.dtype))
+    # Eager runs each op unfused; XLA's fusion may round differently.
+    np.testing.assert_allclose(jitted, eager, rtol=64 * eps(jitted.dtype))
 
 
 def test_vmap_matches_broadcasting():
