@@ -60,8 +60,12 @@ def main():
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtypes", nargs="+", default=["float64"])
-    parser.add_argument("--scipy-size", type=int, default=None,
-                        help="elements for SciPy (default: --size, capped at 2**20)")
+    parser.add_argument(
+        "--scipy-size",
+        type=int,
+        default=None,
+        help="elements for SciPy (default: --size, capped at 2**20)",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     device = jax.devices()[0]
@@ -74,14 +78,19 @@ def main():
     pairs = [("log_iv", numerics.log_iv, sp.ive), ("log_kv", numerics.log_kv, sp.kve)]
     for family, (v, x) in families(args.size, rng).items():
         for name, ours, theirs in pairs:
-            scipy_time = time_scipy(theirs, v[:scipy_size], x[:scipy_size], args.repeats)
+            scipy_time = time_scipy(
+                theirs, v[:scipy_size], x[:scipy_size], args.repeats
+            )
             scipy_rate = scipy_size / scipy_time
             for dtype in args.dtypes:
                 vd = jnp.asarray(v, dtype)
                 xd = jnp.asarray(x, dtype)
                 rate = args.size / time_ours(ours, vd, xd, args.repeats)
-                print(f"{family:9} {name:7} {dtype:8} {rate:12.3e} {scipy_rate:12.3e} "
-                      f"{rate / scipy_rate:7.2f}", flush=True)
+                print(
+                    f"{family:9} {name:7} {dtype:8} {rate:12.3e} {scipy_rate:12.3e} "
+                    f"{rate / scipy_rate:7.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ def summarise(label, error):
     if not finite.any():
         return
     e = error[finite]
-    print(f"{label:44} {e.size:5d} {np.max(e):9.2f} {np.median(e):8.2f} "
-          f"{np.sum(~finite):6d}")
+    print(
+        f"{label:44} {e.size:5d} {np.max(e):9.2f} {np.median(e):8.2f} "
+        f"{np.sum(~finite):6d}"
+    )
 
 
 def main():
@@ -36,15 +38,20 @@ def main():
     v, x = table["v"], table["x"]
     device = jax.devices()[0]
     print(f"# {' '.join(sys.argv)}  (device: {device.platform} {device.device_kind})")
-    print(f"{'function / dtype / region':44} {'n':>5} {'max eps':>9} {'median':>8} {'nonfin':>6}")
+    print(
+        f"{'function / dtype / region':44} {'n':>5} {'max eps':>9} {'median':>8} {'nonfin':>6}"
+    )
     functions = {
         "log_iv": numerics.log_iv,
         "log_kv": numerics.log_kv,
         "log_iv_ratio": numerics.log_iv_ratio,
         "log_kv_ratio": numerics.log_kv_ratio,
     }
-    regions = {"all": np.ones_like(v, bool), "debye (v >= 20)": v >= 20,
-               "small order (v < 20)": v < 20}
+    regions = {
+        "all": np.ones_like(v, bool),
+        "debye (v >= 20)": v >= 20,
+        "small order (v < 20)": v < 20,
+    }
     for name, function in functions.items():
         ours = np.asarray(function(jnp.asarray(v), jnp.asarray(x)))
         ref_hi, ref_lo = table[name + "_hi"], table[name + "_lo"]
@@ -56,23 +63,36 @@ def main():
         v32, x32 = v.astype(np.float32), x.astype(np.float32)
         keep = x32 > 0
         ours32 = np.asarray(function(jnp.asarray(v32[keep]), jnp.asarray(x32[keep])))
-        ref32 = np.asarray(function(jnp.asarray(v32[keep], jnp.float64),
-                                    jnp.asarray(x32[keep], jnp.float64)))
+        ref32 = np.asarray(
+            function(
+                jnp.asarray(v32[keep], jnp.float64), jnp.asarray(x32[keep], jnp.float64)
+            )
+        )
         ok = np.isfinite(ref32) & (np.abs(ref32) < 3e38)
         error32 = mixed_error(ours32[ok], ref32[ok]) / np.finfo(np.float32).eps
         error32 = np.where(np.isfinite(ours32[ok]), error32, np.inf)
         summarise(f"{name} float32 all", error32)
     for name, function in (("log_iv", numerics.log_iv), ("log_kv", numerics.log_kv)):
-        slope = np.asarray(jax.vmap(jax.grad(function, argnums=1))(jnp.asarray(v), jnp.asarray(x)))
+        slope = np.asarray(
+            jax.vmap(jax.grad(function, argnums=1))(jnp.asarray(v), jnp.asarray(x))
+        )
         hi, lo = table[f"d{name}_dx_hi"], table[f"d{name}_dx_lo"]
-        summarise(f"d/dx {name} float64 (eps)", mixed_error(slope, hi, lo) / np.finfo(np.float64).eps)
+        summarise(
+            f"d/dx {name} float64 (eps)",
+            mixed_error(slope, hi, lo) / np.finfo(np.float64).eps,
+        )
         reference = table[f"d{name}_dv"]
         keep = np.isfinite(reference)
-        slope_v = np.asarray(jax.vmap(jax.grad(function, argnums=0))(
-            jnp.asarray(v[keep]), jnp.asarray(x[keep])))
+        slope_v = np.asarray(
+            jax.vmap(jax.grad(function, argnums=0))(
+                jnp.asarray(v[keep]), jnp.asarray(x[keep])
+            )
+        )
         err_v = mixed_error(slope_v, reference[keep])
-        print(f"{'d/dv ' + name + ' float64 (relative, not eps)':44} {err_v.size:5d} "
-              f"{np.max(err_v):9.2e} {np.median(err_v):8.1e} {np.sum(~np.isfinite(slope_v)):6d}")
+        print(
+            f"{'d/dv ' + name + ' float64 (relative, not eps)':44} {err_v.size:5d} "
+            f"{np.max(err_v):9.2e} {np.median(err_v):8.1e} {np.sum(~np.isfinite(slope_v)):6d}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,23 +28,31 @@ import numerics
 def bessel_where_scipy_fails():
     print("1. log-Bessel functions beyond SciPy's range")
     cases = [(1e4, 1.0), (1.0, 1e4), (500.0, 1e5), (16383.0, 2e4), (0.5, 1e-300)]
-    print(f"   {'v':>8} {'x':>8} {'log I_v(x)':>22} {'SciPy log(iv)':>16} {'log K_v(x)':>22} {'SciPy log(kv)':>16}")
+    print(
+        f"   {'v':>8} {'x':>8} {'log I_v(x)':>22} {'SciPy log(iv)':>16} {'log K_v(x)':>22} {'SciPy log(kv)':>16}"
+    )
     with np.errstate(all="ignore"):
         for v, x in cases:
             ours_i = float(numerics.log_iv(v, x))
             ours_k = float(numerics.log_kv(v, x))
             scipy_i = np.log(sp.iv(v, x))
             scipy_k = np.log(sp.kv(v, x))
-            print(f"   {v:8.4g} {x:8.3g} {ours_i:22.15e} {scipy_i:16.6g} {ours_k:22.15e} {scipy_k:16.6g}")
+            print(
+                f"   {v:8.4g} {x:8.3g} {ours_i:22.15e} {scipy_i:16.6g} {ours_k:22.15e} {scipy_k:16.6g}"
+            )
 
 
 def derivatives():
-    print("2. derivatives (d/dx from Bessel ratios, d/dv by differentiating the kernels)")
+    print(
+        "2. derivatives (d/dx from Bessel ratios, d/dv by differentiating the kernels)"
+    )
     for v, x in [(2.5, 3.0), (40.0, 25.0)]:
         d_dv, d_dx = jax.grad(numerics.log_kv, argnums=(0, 1))(v, x)
         h = 1e-5
         fd_v = (numerics.log_kv(v + h, x) - numerics.log_kv(v - h, x)) / (2 * h)
-        print(f"   d/dv log K_{v}({x}) = {float(d_dv):.12f}  (central difference {float(fd_v):.12f})")
+        print(
+            f"   d/dv log K_{v}({x}) = {float(d_dv):.12f}  (central difference {float(fd_v):.12f})"
+        )
         print(f"   d/dx log K_{v}({x}) = {float(d_dx):.12f}")
 
 
@@ -59,11 +67,15 @@ def vmf_fit_high_dimension():
     mean_direction, kappa_hat, result = numerics.fit_vmf(samples)
     kappa_hat.block_until_ready()
     elapsed = time.perf_counter() - start
-    print(f"   ours:  kappa = {float(kappa_hat):.1f}, mu . mu_hat = {float(mean_direction @ mu):.6f}, "
-          f"converged: {bool(result == numerics.FitResult.successful)}, sample + fit {elapsed:.1f} s")
+    print(
+        f"   ours:  kappa = {float(kappa_hat):.1f}, mu . mu_hat = {float(mean_direction @ mu):.6f}, "
+        f"converged: {bool(result == numerics.FitResult.successful)}, sample + fit {elapsed:.1f} s"
+    )
     mean_length = float(jnp.linalg.norm(jnp.mean(samples, axis=0)))
     exact, _ = numerics.concentration_from_mean_length(d, mean_length)
-    print(f"   the MLE for these samples (R = {mean_length:.6f}) is kappa = {float(exact):.1f}")
+    print(
+        f"   the MLE for these samples (R = {mean_length:.6f}) is kappa = {float(exact):.1f}"
+    )
     try:
         _, kappa_scipy = scipy.stats.vonmises_fisher.fit(np.asarray(samples))
         print(f"   SciPy: kappa = {kappa_scipy:.4g}")

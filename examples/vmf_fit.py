@@ -27,7 +27,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000, help="samples per fit")
     args = parser.parse_args()
-    print(f"{'d':>6} {'true kappa':>11} {'ours':>11} {'exact MLE':>11} {'SciPy':>11} {'ours s':>7}")
+    print(
+        f"{'d':>6} {'true kappa':>11} {'ours':>11} {'exact MLE':>11} {'SciPy':>11} {'ours s':>7}"
+    )
     key = jr.PRNGKey(0)
     for d in (2048, 8192, 32768):
         for kappa in (0.5 * d, 2.0 * d):
@@ -43,11 +45,15 @@ def main():
             exact, _ = numerics.concentration_from_mean_length(d, r)
             with np.errstate(all="ignore"):
                 try:
-                    _, kappa_scipy = scipy.stats.vonmises_fisher.fit(np.asarray(samples))
+                    _, kappa_scipy = scipy.stats.vonmises_fisher.fit(
+                        np.asarray(samples)
+                    )
                 except Exception:
                     kappa_scipy = float("nan")
-            print(f"{d:6d} {kappa:11.1f} {float(kappa_hat):11.1f} {float(exact):11.1f} "
-                  f"{kappa_scipy:11.4g} {elapsed:7.2f}")
+            print(
+                f"{d:6d} {kappa:11.1f} {float(kappa_hat):11.1f} {float(exact):11.1f} "
+                f"{kappa_scipy:11.4g} {elapsed:7.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -88,7 +88,9 @@ def _v_eta_near_root(v, x, params):
     coefficients of eta'(z) = s/z at z0.
     """
     dtype = x.dtype
-    product, error = two_product(v, jnp.asarray(LAPLACE_LIMIT_HI, dtype), params.splitter)
+    product, error = two_product(
+        v, jnp.asarray(LAPLACE_LIMIT_HI, dtype), params.splitter
+    )
     w = ((x - product) - error) - v * jnp.asarray(LAPLACE_LIMIT_LO, dtype)
     d = w / v
     coefficients = tuple(
@@ -148,7 +150,5 @@ def debye_terms(v, x, *, scaled: bool, want_i: bool, want_k: bool):
             -exponent + 0.5 * jnp.log(jnp.pi / (2.0 * v)) - half_log_s + jnp.log(sum_k)
         )
         # K_{v+1}/K_v = (1+s)/z - z p sum_k (-t)^k Dt_k(q) / sum_u
-        out["log_ratio_k"] = jnp.log(
-            (1.0 + s) / z - z * p * (even_d - odd_d) / sum_k
-        )
+        out["log_ratio_k"] = jnp.log((1.0 + s) / z - z * p * (even_d - odd_d) / sum_k)
     return out

@@ -74,7 +74,9 @@ def concentration_from_mean_length(
         jnp.exp(log_kappa),
         jnp.where(r == 0, 0.0, jnp.where(r == 1, jnp.inf, jnp.nan)),
     )
-    result = FitResult.where(converged, FitResult.successful, FitResult.max_steps_reached)
+    result = FitResult.where(
+        converged, FitResult.successful, FitResult.max_steps_reached
+    )
     return kappa, result
 
 
@@ -109,11 +111,11 @@ def fit_vmf(
         weights = jnp.ones(x.shape[0], x.dtype)
     weights = jnp.asarray(weights, x.dtype)
     if weights.shape != (x.shape[0],):
-        raise ValueError(f"weights must have shape ({x.shape[0]},), got {weights.shape}")
+        raise ValueError(
+            f"weights must have shape ({x.shape[0]},), got {weights.shape}"
+        )
     resultant = weights @ x
     norm = jnp.linalg.norm(resultant)
     mean_direction = resultant / norm
-    kappa, result = concentration_from_mean_length(
-        x.shape[1], norm / jnp.sum(weights)
-    )
+    kappa, result = concentration_from_mean_length(x.shape[1], norm / jnp.sum(weights))
     return mean_direction, kappa, result

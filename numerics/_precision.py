@@ -112,7 +112,9 @@ def two_product(a, b, splitter):
 
     a_high, a_low = split(a)
     b_high, b_low = split(b)
-    error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+    error = (
+        (a_high * b_high - product) + a_high * b_low + a_low * b_high
+    ) + a_low * b_low
     return product, error
 
 

@@ -45,6 +45,7 @@ def log_gamma_1p(v):
     # Gamma(1 + n + mu) = Gamma(1 + mu) prod_{j=1..n} (j + mu); the j = 1 factor
     # goes through log1p so that log Gamma(2 + mu) keeps its accuracy at mu ~ 0.
     result = result + jnp.where(n >= 1, accurate_log1p(mu), 0.0)
+
     def multiply(j, product):
         return jnp.where(n >= j, product * (j + mu), product)
 
@@ -92,8 +93,14 @@ def temme_k(v, x, *, scaled: bool):
     e = mu * log_two_over_x
     pimu = jnp.pi * mu
     # pi mu / sin(pi mu) and sinh(e)/e, both even with value 1 at 0.
-    fact = jnp.where(jnp.abs(pimu) < 1e-4, 1.0 + pimu * pimu / 6.0, pimu / jnp.sin(jnp.where(pimu == 0, 1.0, pimu)))
-    fact2 = jnp.where(jnp.abs(e) < 1e-4, 1.0 + e * e / 6.0, jnp.sinh(e) / jnp.where(e == 0, 1.0, e))
+    fact = jnp.where(
+        jnp.abs(pimu) < 1e-4,
+        1.0 + pimu * pimu / 6.0,
+        pimu / jnp.sin(jnp.where(pimu == 0, 1.0, pimu)),
+    )
+    fact2 = jnp.where(
+        jnp.abs(e) < 1e-4, 1.0 + e * e / 6.0, jnp.sinh(e) / jnp.where(e == 0, 1.0, e)
+    )
     ff = fact * (gam1 * jnp.cosh(e) + gam2 * fact2 * log_two_over_x)
     total = ff
     exp_e = jnp.exp(e)

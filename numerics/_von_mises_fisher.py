@@ -39,8 +39,10 @@ def vmf_log_normalizer(d: int, kappa: ArrayLike) -> Float[Array, "..."]:
     safe = jnp.where(small, 1.0, kappa)
     general = nu * jnp.log(safe) - (d / 2) * jnp.log(2 * jnp.pi) - log_iv(nu, safe)
     # log I_nu(k) = nu log(k/2) - lgamma(nu+1) + k^2/(4(nu+1)) + O(k^4)
-    lgamma = log_gamma_1p(jnp.asarray(nu, kappa.dtype)) if nu < 40 else (
-        jax.scipy.special.gammaln(jnp.asarray(nu + 1, kappa.dtype))
+    lgamma = (
+        log_gamma_1p(jnp.asarray(nu, kappa.dtype))
+        if nu < 40
+        else (jax.scipy.special.gammaln(jnp.asarray(nu + 1, kappa.dtype)))
     )
     leading = nu * jnp.log(2.0) + lgamma - (d / 2) * jnp.log(2 * jnp.pi)
     series = leading - kappa * kappa / (4 * (nu + 1))
@@ -111,7 +113,9 @@ class VonMisesFisher(eqx.Module):
         return -self.log_normalizer() - kappa * mean_resultant_length(self.dim, kappa)
 
     @eqx.filter_jit
-    def sample(self, key: PRNGKeyArray, shape: tuple[int, ...] = ()) -> Float[Array, "..."]:
+    def sample(
+        self, key: PRNGKeyArray, shape: tuple[int, ...] = ()
+    ) -> Float[Array, "..."]:
         """Samples of shape ``shape + (d,)`` by Wood's algorithm."""
         d = self.dim
         num = 1

@@ -77,8 +77,7 @@ def log_i_debye(v, x):
     p = 1 / s
     eta = s + mp.log(z / (1 + s))
     total = mp.fsum(
-        mp.fsum(mp.mpf(c.numerator) / c.denominator * p**e for e, c in u.items())
-        / v**k
+        mp.fsum(mp.mpf(c.numerator) / c.denominator * p**e for e, c in u.items()) / v**k
         for k, u in enumerate(DEBYE)
     )
     return v * eta - mp.log(2 * mp.pi * v) / 2 - mp.log(s) / 2 + mp.log(total)
@@ -159,8 +158,12 @@ def _cross_check(kind, v, x, ours):
     if not mp.isfinite(theirs):
         return
     if abs(theirs - ours) > mp.mpf(10) ** -25 * max(1, abs(ours)):
-        print(f"note: mpmath.besse{kind} differs at v={float(v)} x={float(x)} "
-              f"by {float(abs(theirs - ours)):.3g}", file=sys.stderr, flush=True)
+        print(
+            f"note: mpmath.besse{kind} differs at v={float(v)} x={float(x)} "
+            f"by {float(abs(theirs - ours)):.3g}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def row(args):
@@ -212,7 +215,14 @@ def points():
 
 
 COLUMNS = ["v", "x"]
-for name in ("log_iv", "log_kv", "log_iv_ratio", "log_kv_ratio", "dlog_iv_dx", "dlog_kv_dx"):
+for name in (
+    "log_iv",
+    "log_kv",
+    "log_iv_ratio",
+    "log_kv_ratio",
+    "dlog_iv_dx",
+    "dlog_kv_dx",
+):
     COLUMNS += [name + "_hi", name + "_lo"]
 COLUMNS += ["dlog_iv_dv", "dlog_kv_dv"]
 

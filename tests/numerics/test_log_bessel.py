@@ -29,7 +29,12 @@ def test_edges():
     assert numerics.log_ive(3.0, inf) == -inf
     assert numerics.log_kv(3.0, 0.0) == inf
     assert numerics.log_kv(3.0, inf) == -inf
-    for function in (numerics.log_iv, numerics.log_kv, numerics.log_ive, numerics.log_kve):
+    for function in (
+        numerics.log_iv,
+        numerics.log_kv,
+        numerics.log_ive,
+        numerics.log_kve,
+    ):
         assert np.isnan(function(1.0, -1.0))
         assert np.isnan(function(nan, 1.0))
         assert np.isnan(function(1.0, nan))
@@ -47,7 +52,12 @@ def test_no_overflow_where_scipy_gives_up():
 def test_dtype_is_kept(dtype):
     v = jnp.asarray(ORDERS, dtype)
     x = jnp.asarray(ARGUMENTS, dtype)
-    for function in (numerics.log_iv, numerics.log_kv, numerics.log_iv_ratio, numerics.iv):
+    for function in (
+        numerics.log_iv,
+        numerics.log_kv,
+        numerics.log_iv_ratio,
+        numerics.iv,
+    ):
         out = function(v, x)
         assert out.dtype == dtype
         if function is not numerics.iv:  # iv overflows where the log does not
@@ -84,7 +94,9 @@ def test_recurrence_in_log_space():
     v = jnp.asarray(ORDERS[1:]) + 1.0
     x = jnp.asarray(ARGUMENTS[1:])
     lhs = numerics.log_iv(v - 1, x)
-    rhs = numerics.log_iv(v, x) + jnp.log(2 * v / x + jnp.exp(numerics.log_iv_ratio(v, x)))
+    rhs = numerics.log_iv(v, x) + jnp.log(
+        2 * v / x + jnp.exp(numerics.log_iv_ratio(v, x))
+    )
     assert mixed_error(lhs, np.asarray(rhs)).max() <= 16 * eps(lhs.dtype)
 
 
@@ -117,7 +129,9 @@ def test_vmap_matches_broadcasting():
         jax.vmap(numerics.log_iv)(v, x), numerics.log_iv(v, x), rtol=tight
     )
     grid = jax.vmap(lambda vi: numerics.log_iv(vi, x))(v)
-    np.testing.assert_allclose(grid, numerics.log_iv(v[:, None], x[None, :]), rtol=tight)
+    np.testing.assert_allclose(
+        grid, numerics.log_iv(v[:, None], x[None, :]), rtol=tight
+    )
 
 
 @pytest.mark.parametrize("name", ["log_iv", "log_kv", "log_ive", "log_kve"])
@@ -129,7 +143,11 @@ def test_gradients_in_x_by_finite_differences(name):
 
 def test_order_gradient_is_not_silently_zero():
     # d/dv log K_v(x) at v = 0 is 0 by symmetry; elsewhere it must not be.
-    slopes = jax.vmap(jax.grad(numerics.log_kv), (0, None))(jnp.array([0.5, 3.0, 40.0]), 2.0)
+    slopes = jax.vmap(jax.grad(numerics.log_kv), (0, None))(
+        jnp.array([0.5, 3.0, 40.0]), 2.0
+    )
     assert np.all(np.asarray(slopes) > 0)
-    slopes_i = jax.vmap(jax.grad(numerics.log_iv), (0, None))(jnp.array([0.5, 3.0, 40.0]), 2.0)
+    slopes_i = jax.vmap(jax.grad(numerics.log_iv), (0, None))(
+        jnp.array([0.5, 3.0, 40.0]), 2.0
+    )
     assert np.all(np.asarray(slopes_i) < 0)

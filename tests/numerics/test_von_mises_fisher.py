@@ -12,15 +12,21 @@ def test_log_normalizer_against_closed_form_and_scipy():
     kappa = np.array([1e-9, 0.5, 3.0, 40.0])
     # d = 3: C = kappa / (4 pi sinh kappa)
     expected = np.log(kappa / (4 * np.pi * np.sinh(kappa)))
-    np.testing.assert_allclose(numerics.vmf_log_normalizer(3, kappa), expected, rtol=1e-13)
-    assert np.isclose(numerics.vmf_log_normalizer(3, 0.0), -np.log(4 * np.pi), rtol=1e-15)
+    np.testing.assert_allclose(
+        numerics.vmf_log_normalizer(3, kappa), expected, rtol=1e-13
+    )
+    assert np.isclose(
+        numerics.vmf_log_normalizer(3, 0.0), -np.log(4 * np.pi), rtol=1e-15
+    )
     mu = np.array([0.0, 0.6, 0.8, 0.0, 0.0])
     x = np.array([[0.0, 0.8, 0.6, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
     ours = numerics.VonMisesFisher(mu, 7.0).log_prob(jnp.asarray(x))
     theirs = scipy.stats.vonmises_fisher(mu, 7.0).logpdf(x)
     np.testing.assert_allclose(ours, theirs, rtol=1e-12)
     entropy = numerics.VonMisesFisher(mu, 7.0).entropy()
-    np.testing.assert_allclose(entropy, scipy.stats.vonmises_fisher(mu, 7.0).entropy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        entropy, scipy.stats.vonmises_fisher(mu, 7.0).entropy(), rtol=1e-12
+    )
 
 
 def test_high_dimension_stays_finite():
@@ -36,7 +42,9 @@ def test_concentration_recovered_from_sufficient_statistic(d):
     fitted, result = numerics.concentration_from_mean_length(d, mean_length)
     relative = np.abs(np.asarray(fitted) / np.asarray(kappas) - 1)
     # The conditioning of kappa in R is ~ 2 kappa / (d - 1) for kappa >> d.
-    bound = np.maximum(1e-10, 4 * np.finfo(np.float64).eps * 2 * np.asarray(kappas) / (d - 1))
+    bound = np.maximum(
+        1e-10, 4 * np.finfo(np.float64).eps * 2 * np.asarray(kappas) / (d - 1)
+    )
     assert np.all(relative <= bound), relative
     assert result == numerics.FitResult.successful
 
@@ -50,7 +58,9 @@ def test_fit_from_samples_and_sampler_moments():
     samples = dist.sample(jr.PRNGKey(1), (4000,))
     assert samples.shape == (4000, d)
     np.testing.assert_allclose(jnp.linalg.norm(samples, axis=-1), 1.0, rtol=1e-12)
-    np.testing.assert_allclose(jnp.mean(samples @ mu), numerics.mean_resultant_length(d, 200.0), rtol=5e-3)
+    np.testing.assert_allclose(
+        jnp.mean(samples @ mu), numerics.mean_resultant_length(d, 200.0), rtol=5e-3
+    )
     mean_direction, kappa, result = numerics.fit_vmf(samples)
     assert result == numerics.FitResult.successful
     assert abs(float(kappa) / 200.0 - 1) < 0.03
