@@ -38,11 +38,15 @@ def _is_symbolic_zero(tangent) -> bool:
 def _log_i_nonnegative(v, x, scaled):
     vs, xs, inside = _interior(v, x)
     log_i, _ = log_i_and_ratio(vs, xs, scaled=scaled)
+    return jnp.where(inside, log_i, _log_i_edges(v, x, scaled))
+
+
+def _log_i_edges(v, x, scaled):
+    """log I at x = 0, x = inf, v = inf; nan elsewhere outside the interior."""
     at_zero = jnp.where(v == 0, 0.0, -jnp.inf)
     at_infinity = -jnp.inf if scaled else jnp.inf
     edge = jnp.where(x == 0, at_zero, jnp.where(x == jnp.inf, at_infinity, jnp.nan))
-    edge = jnp.where((v == jnp.inf) & (x >= 0) & (x < jnp.inf), -jnp.inf, edge)
-    return jnp.where(inside, log_i, edge)
+    return jnp.where((v == jnp.inf) & (x >= 0) & (x < jnp.inf), -jnp.inf, edge)
 
 
 def _kernel_with_order_slope(kernel, vs, xs, need_slope):
@@ -69,7 +73,7 @@ def _log_i_nonnegative_jvp(scaled, primals, tangents):
     log_i, log_ratio, order_slope = _kernel_with_order_slope(
         kernel, vs, xs, not _is_symbolic_zero(v_dot)
     )
-    primal_out = jnp.where(inside, log_i, _log_i_nonnegative(v, x, scaled))
+    primal_out = jnp.where(inside, log_i, _log_i_edges(v, x, scaled))
     tangent = jnp.zeros_like(primal_out)
     if not _is_symbolic_zero(x_dot):
         # d/dx log I_v = v/x + I_{v+1}/I_v: a sum of positive terms.
@@ -88,9 +92,13 @@ _log_i_nonnegative.defjvp(_log_i_nonnegative_jvp, symbolic_zeros=True)
 def _log_k_even(v, x, scaled):
     vs, xs, inside = _interior(v, x)
     log_k, _ = log_k_and_ratio(vs, xs, scaled=scaled)
+    return jnp.where(inside, log_k, _log_k_edges(v, x))
+
+
+def _log_k_edges(v, x):
+    """log K at x = 0, x = inf, |v| = inf; nan elsewhere outside the interior."""
     edge = jnp.where(x == 0, jnp.inf, jnp.where(x == jnp.inf, -jnp.inf, jnp.nan))
-    edge = jnp.where((jnp.abs(v) == jnp.inf) & (x >= 0) & (x < jnp.inf), jnp.inf, edge)
-    return jnp.where(inside, log_k, edge)
+    return jnp.where((jnp.abs(v) == jnp.inf) & (x >= 0) & (x < jnp.inf), jnp.inf, edge)
 
 
 def _log_k_even_jvp(scaled, primals, tangents):
@@ -101,7 +109,7 @@ def _log_k_even_jvp(scaled, primals, tangents):
     log_k, log_ratio, order_slope = _kernel_with_order_slope(
         kernel, vs, xs, not _is_symbolic_zero(v_dot)
     )
-    primal_out = jnp.where(inside, log_k, _log_k_even(v, x, scaled))
+    primal_out = jnp.where(inside, log_k, _log_k_edges(v, x))
     tangent = jnp.zeros_like(primal_out)
     if not _is_symbolic_zero(x_dot):
         # d/dx log K_v = v/x - K_{v+1}/K_v; since K_{v+1}/K_v >= 2v/x the

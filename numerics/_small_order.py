@@ -5,8 +5,7 @@
   there).
 - ``power_series_i``: I_v(x) = (x/2)^v / Gamma(v+1) sum_k (x^2/4)^k / (k! (v+1)_k)
   (DLMF 10.25.2), every term positive, so no cancellation.
-- ``temme_k``: K_mu and K_{mu+1} for |mu| <= 1/2 by Temme's series (x <= 2) or
-  Steed's continued fraction CF2 (x > 2), then forward recurrence, which is
+- ``temme_k``: K_mu and K_{mu+1} for |mu| <= 1/2 by Temme's series (x <= 0.1) or
   the trapezoidal rule on the integral representation (x > 0.1), then forward
   recurrence, which is stable for K (Temme 1975, J. Comput. Phys. 19;
   Trefethen & Weideman 2014, SIAM Review 56, for the trapezoidal rule).
