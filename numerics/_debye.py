@@ -14,6 +14,7 @@ from fractions import Fraction
 from functools import cache
 
 import jax.numpy as jnp
+import numpy as np
 
 from ._constants import ETA_PRIME_TAYLOR, LAPLACE_LIMIT_HI, LAPLACE_LIMIT_LO
 from ._precision import horner, kernel_parameters, two_product
@@ -79,6 +80,16 @@ def _alternating_sums(polys, t, q):
     return even, odd
 
 
+def _split_constant(hi, lo, dtype):
+    """hi + lo (a double-double) as a head and tail in ``dtype``.
+
+    Rounding hi alone to float32 would drop its tail of ~1e-8 relative, which
+    v * z0 turns into a 30-ulp error of log I near its zero."""
+    head = np.asarray(hi, dtype)
+    tail = np.asarray((hi - float(head)) + lo, dtype)
+    return jnp.asarray(head), jnp.asarray(tail)
+
+
 def _v_eta_near_root(v, x, params):
     """v * eta(x / v) for |x/v - z0| small, to full relative accuracy.
 
@@ -87,11 +98,9 @@ def _v_eta_near_root(v, x, params):
     exactly and eta = w/v * sum_k g_k d^k / (k + 1), g_k the Taylor
     coefficients of eta'(z) = s/z at z0.
     """
-    dtype = x.dtype
-    product, error = two_product(
-        v, jnp.asarray(LAPLACE_LIMIT_HI, dtype), params.splitter
-    )
-    w = ((x - product) - error) - v * jnp.asarray(LAPLACE_LIMIT_LO, dtype)
+    z0_hi, z0_lo = _split_constant(LAPLACE_LIMIT_HI, LAPLACE_LIMIT_LO, x.dtype)
+    product, error = two_product(v, z0_hi, params.splitter)
+    w = ((x - product) - error) - v * z0_lo
     d = w / v
     coefficients = tuple(
         ETA_PRIME_TAYLOR[k] / (k + 1) for k in range(params.eta_series_terms)
@@ -108,8 +117,9 @@ def debye_terms(v, x, *, scaled: bool, want_i: bool, want_k: bool):
         scaled: return log(I e^{-x}) and log(K e^{x}) instead.
 
     Returns:
-        dict with "log_i", "log_ratio_i" = log(I_{v+1}/I_v), "log_k",
-        "log_ratio_k" = log(K_{v+1}/K_v), for the kinds asked for.
+        dict with "log_i", "ratio_i" = I_{v+1}/I_v and its log "log_ratio_i",
+        "log_k", "ratio_k" = K_{v+1}/K_v and "log_ratio_k", for the kinds
+        asked for.
     """
     params = kernel_parameters(x.dtype)
     u_polys, d_polys = debye_polynomials(params.debye_terms)
@@ -143,12 +153,14 @@ def debye_terms(v, x, *, scaled: bool, want_i: bool, want_k: bool):
             exponent - 0.5 * jnp.log(2.0 * jnp.pi * v) - half_log_s + jnp.log(sum_i)
         )
         # I_{v+1}/I_v = z/(1+s) - z p sum_k t^k Dt_k(q) / sum_u
-        out["log_ratio_i"] = jnp.log(z / (1.0 + s) - z * p * (even_d + odd_d) / sum_i)
+        out["ratio_i"] = z / (1.0 + s) - z * p * (even_d + odd_d) / sum_i
+        out["log_ratio_i"] = jnp.log(out["ratio_i"])
     if want_k:
         sum_k = even_u - odd_u
         out["log_k"] = (
             -exponent + 0.5 * jnp.log(jnp.pi / (2.0 * v)) - half_log_s + jnp.log(sum_k)
         )
         # K_{v+1}/K_v = (1+s)/z - z p sum_k (-t)^k Dt_k(q) / sum_u
-        out["log_ratio_k"] = jnp.log((1.0 + s) / z - z * p * (even_d - odd_d) / sum_k)
+        out["ratio_k"] = (1.0 + s) / z - z * p * (even_d - odd_d) / sum_k
+        out["log_ratio_k"] = jnp.log(out["ratio_k"])
     return out

@@ -37,7 +37,7 @@ def _is_symbolic_zero(tangent) -> bool:
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _log_i_nonnegative(v, x, scaled):
     vs, xs, inside = _interior(v, x)
-    log_i, _ = log_i_and_ratio(vs, xs, scaled=scaled)
+    log_i, _, _ = log_i_and_ratio(vs, xs, scaled=scaled)
     return jnp.where(inside, log_i, _log_i_edges(v, x, scaled))
 
 
@@ -50,19 +50,19 @@ def _log_i_edges(v, x, scaled):
 
 
 def _kernel_with_order_slope(kernel, vs, xs, need_slope):
-    """(log f, log ratio, d log f / dv or None) from one evaluation of the kernel.
+    """(log f, ratio, d log f / dv or None) from one evaluation of the kernel.
 
     The order slope comes from forward-mode differentiation with a unit
     tangent (the functions are elementwise), so reverse mode only transposes a
     multiplication rather than the whole kernel: grad then costs no more to
     compile or run than jvp."""
     if not need_slope:
-        log_f, log_ratio = kernel(vs, xs)
-        return log_f, log_ratio, None
-    (log_f, log_ratio), (slope, _) = jax.jvp(
+        log_f, _, ratio = kernel(vs, xs)
+        return log_f, ratio, None
+    (log_f, _, ratio), (slope, _, _) = jax.jvp(
         lambda order: kernel(order, xs), (vs,), (jnp.ones_like(vs),)
     )
-    return log_f, log_ratio, slope
+    return log_f, ratio, slope
 
 
 def _log_i_nonnegative_jvp(scaled, primals, tangents):
@@ -70,14 +70,14 @@ def _log_i_nonnegative_jvp(scaled, primals, tangents):
     v_dot, x_dot = tangents
     vs, xs, inside = _interior(v, x)
     kernel = functools.partial(log_i_and_ratio, scaled=scaled)
-    log_i, log_ratio, order_slope = _kernel_with_order_slope(
+    log_i, ratio, order_slope = _kernel_with_order_slope(
         kernel, vs, xs, not _is_symbolic_zero(v_dot)
     )
     primal_out = jnp.where(inside, log_i, _log_i_edges(v, x, scaled))
     tangent = jnp.zeros_like(primal_out)
     if not _is_symbolic_zero(x_dot):
         # d/dx log I_v = v/x + I_{v+1}/I_v: a sum of positive terms.
-        slope = vs / xs + jnp.exp(log_ratio) - (1.0 if scaled else 0.0)
+        slope = vs / xs + ratio - (1.0 if scaled else 0.0)
         slope = jnp.where(inside, slope, jnp.where((x == 0) & (v == 0), 0.0, jnp.nan))
         tangent = tangent + slope * x_dot
     if order_slope is not None:
@@ -91,7 +91,7 @@ _log_i_nonnegative.defjvp(_log_i_nonnegative_jvp, symbolic_zeros=True)
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _log_k_even(v, x, scaled):
     vs, xs, inside = _interior(v, x)
-    log_k, _ = log_k_and_ratio(vs, xs, scaled=scaled)
+    log_k, _, _ = log_k_and_ratio(vs, xs, scaled=scaled)
     return jnp.where(inside, log_k, _log_k_edges(v, x))
 
 
@@ -106,7 +106,7 @@ def _log_k_even_jvp(scaled, primals, tangents):
     v_dot, x_dot = tangents
     vs, xs, inside = _interior(v, x)
     kernel = functools.partial(log_k_and_ratio, scaled=scaled)
-    log_k, log_ratio, order_slope = _kernel_with_order_slope(
+    log_k, ratio, order_slope = _kernel_with_order_slope(
         kernel, vs, xs, not _is_symbolic_zero(v_dot)
     )
     primal_out = jnp.where(inside, log_k, _log_k_edges(v, x))
@@ -114,7 +114,7 @@ def _log_k_even_jvp(scaled, primals, tangents):
     if not _is_symbolic_zero(x_dot):
         # d/dx log K_v = v/x - K_{v+1}/K_v; since K_{v+1}/K_v >= 2v/x the
         # difference loses at most a factor of two.
-        slope = vs / xs - jnp.exp(log_ratio) + (1.0 if scaled else 0.0)
+        slope = vs / xs - ratio + (1.0 if scaled else 0.0)
         tangent = tangent + jnp.where(inside, slope, jnp.nan) * x_dot
     if order_slope is not None:
         # K_{-v} = K_v, so d/dv carries the sign of v.
@@ -284,7 +284,7 @@ def log_iv_ratio(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     """
     v, x = _prepare(v, x)
     vs, xs, inside = _interior(v, x)
-    _, log_ratio = log_i_and_ratio(vs, xs, scaled=False)
+    _, log_ratio, _ = log_i_and_ratio(vs, xs, scaled=False)
     edge = jnp.where(x == 0, -jnp.inf, jnp.where(x == jnp.inf, 0.0, jnp.nan))
     positive = jnp.where(inside, log_ratio, edge)
     return jnp.where(v < 0, log_iv(v + 1, x) - log_iv(v, x), positive)
@@ -299,7 +299,7 @@ def log_kv_ratio(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     """
     v, x = _prepare(v, x)
     vs, xs, inside = _interior(v, x)
-    _, log_ratio = log_k_and_ratio(vs, xs, scaled=False)
+    _, log_ratio, _ = log_k_and_ratio(vs, xs, scaled=False)
     edge = jnp.where(x == 0, jnp.inf, jnp.where(x == jnp.inf, 0.0, jnp.nan))
     positive = jnp.where(inside, log_ratio, edge)
     return jnp.where(v < 0, log_kv(v + 1, x) - log_kv(v, x), positive)
