@@ -6,6 +6,10 @@ costs 40 passes over memory; unrolled, the loop fuses into one kernel (the
 Temme/trapezoid kernel for K runs 6x faster on an H100 unrolled). On CPU the
 rolled loop is faster (the state stays in cache and the unrolled kernel is
 large), so the choice is made per platform at lowering time.
+
+Unrolling costs compile time (H100, float64, vmap(grad) of log_iv: 82 s
+unrolled against 24 s rolled), so code that autodiff transforms asks for
+rolled loops.
 """
 
 from jax import lax

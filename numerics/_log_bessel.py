@@ -59,8 +59,10 @@ def _kernel_with_order_slope(kernel, vs, xs, need_slope):
     if not need_slope:
         log_f, _, ratio = kernel(vs, xs)
         return log_f, ratio, None
+    # Rolled loops under jvp: unrolled, the differentiated kernel took 82 s
+    # (against 24 s) to compile for an H100.
     (log_f, _, ratio), (slope, _, _) = jax.jvp(
-        lambda order: kernel(order, xs), (vs,), (jnp.ones_like(vs),)
+        lambda order: kernel(order, xs, unroll=False), (vs,), (jnp.ones_like(vs),)
     )
     return log_f, ratio, slope
 
@@ -284,7 +286,8 @@ def log_iv_ratio(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     """
     v, x = _prepare(v, x)
     vs, xs, inside = _interior(v, x)
-    _, log_ratio, _ = log_i_and_ratio(vs, xs, scaled=False)
+    # autodiff differentiates the kernel itself here: keep its loops rolled
+    _, log_ratio, _ = log_i_and_ratio(vs, xs, scaled=False, unroll=False)
     edge = jnp.where(x == 0, -jnp.inf, jnp.where(x == jnp.inf, 0.0, jnp.nan))
     positive = jnp.where(inside, log_ratio, edge)
     return jnp.where(v < 0, log_iv(v + 1, x) - log_iv(v, x), positive)
@@ -299,7 +302,7 @@ def log_kv_ratio(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     """
     v, x = _prepare(v, x)
     vs, xs, inside = _interior(v, x)
-    _, log_ratio, _ = log_k_and_ratio(vs, xs, scaled=False)
+    _, log_ratio, _ = log_k_and_ratio(vs, xs, scaled=False, unroll=False)
     edge = jnp.where(x == 0, jnp.inf, jnp.where(x == jnp.inf, 0.0, jnp.nan))
     positive = jnp.where(inside, log_ratio, edge)
     return jnp.where(v < 0, log_kv(v + 1, x) - log_kv(v, x), positive)

@@ -9,14 +9,18 @@ I: orders v >= V0 use the Debye expansion; lower orders take it at
 K: orders v >= V0 use the Debye expansion; lower orders use Temme's kernel.
 
 Only regions that some element needs are evaluated (``lax.cond`` on the
-batch): families of inputs that live in one region cost one kernel.
+batch), and large batches are first grouped by region (``_region_sort``), so
+a batch spread over all regions costs each element one kernel, not all.
 """
+
+import functools
 
 import jax.numpy as jnp
 from jax import lax
 
 from ._debye import debye_terms
 from ._precision import kernel_parameters
+from ._region_sort import evaluate_by_region
 from ._small_order import power_series_i, temme_k
 
 
@@ -29,12 +33,25 @@ def _maybe(needed, compute, like):
     return lax.cond(needed, compute, skip)
 
 
-def log_i_and_ratio(v, x, *, scaled: bool):
+def log_i_and_ratio(v, x, *, scaled: bool, unroll: bool = True):
     """(log I_v(x) [- x if scaled], log(I_{v+1}(x) / I_v(x)), I_{v+1}(x) / I_v(x)).
 
     For v >= 0, 0 < x < inf. The linear ratio is returned as well because
     exp(log ratio) would amplify the log's rounding by |log ratio|.
+    ``unroll=False`` keeps the loops rolled on accelerators too: for code
+    that autodiff will transform, where unrolled loops cost minutes of
+    compilation.
     """
+    params = kernel_parameters(x.dtype)
+    use_debye = v >= params.debye_order
+    use_series = (~use_debye) & (x <= params.series_max_x)
+    region = jnp.where(use_series, 0, jnp.where(use_debye, 1, 2))
+    kernel = functools.partial(_log_i_and_ratio_adaptive, scaled=scaled, unroll=unroll)
+    return evaluate_by_region(kernel, region, 3, v, x)
+
+
+def _log_i_and_ratio_adaptive(v, x, *, scaled: bool, unroll: bool):
+    """log_i_and_ratio on one chunk, evaluating only the regions it needs."""
     params = kernel_parameters(x.dtype)
     order_threshold = params.debye_order
     use_debye = v >= order_threshold
@@ -44,7 +61,7 @@ def log_i_and_ratio(v, x, *, scaled: bool):
     def series():
         xs = jnp.where(use_series, x, 1.0)
         vs = jnp.where(use_series, v, 0.0)
-        return power_series_i(vs, xs, scaled=scaled)
+        return power_series_i(vs, xs, scaled=scaled, unroll=unroll)
 
     def debye_and_recurrence():
         steps = jnp.where(use_recurrence, jnp.ceil(order_threshold - v), 0.0)
@@ -88,12 +105,20 @@ def log_i_and_ratio(v, x, *, scaled: bool):
     )
 
 
-def log_k_and_ratio(v, x, *, scaled: bool):
+def log_k_and_ratio(v, x, *, scaled: bool, unroll: bool = True):
     """(log K_v(x) [+ x if scaled], log(K_{v+1}(x) / K_v(x)), K_{v+1}(x) / K_v(x)).
 
     For v >= 0, 0 < x < inf; the linear ratio overflows to inf only where x
-    is below ~1e-308 v.
+    is below ~1e-308 v. ``unroll`` as for ``log_i_and_ratio``.
     """
+    params = kernel_parameters(x.dtype)
+    region = (v >= params.debye_order).astype(jnp.int32)
+    kernel = functools.partial(_log_k_and_ratio_adaptive, scaled=scaled, unroll=unroll)
+    return evaluate_by_region(kernel, region, 2, v, x)
+
+
+def _log_k_and_ratio_adaptive(v, x, *, scaled: bool, unroll: bool):
+    """log_k_and_ratio on one chunk, evaluating only the regions it needs."""
     params = kernel_parameters(x.dtype)
     use_debye = v >= params.debye_order
 
@@ -104,7 +129,7 @@ def log_k_and_ratio(v, x, *, scaled: bool):
 
     def temme():
         vt = jnp.where(use_debye, 0.0, v)
-        return temme_k(vt, x, scaled=scaled)
+        return temme_k(vt, x, scaled=scaled, unroll=unroll)
 
     debye_out = _maybe(jnp.any(use_debye), debye, x)
     temme_out = _maybe(jnp.any(~use_debye), temme, x)

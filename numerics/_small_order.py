@@ -36,7 +36,7 @@ def _reciprocal_gamma_parts(mu, params):
 _MAX_LOG_GAMMA_ORDER = 40
 
 
-def log_gamma_1p(v):
+def log_gamma_1p(v, *, unroll: bool = True):
     """log Gamma(1 + v) for 0 <= v <= 40 with small absolute error near v = 0, 1."""
     params = kernel_parameters(v.dtype)
     n = jnp.round(v)
@@ -50,11 +50,17 @@ def log_gamma_1p(v):
     def multiply(j, product):
         return jnp.where(n >= j, product * (j + mu), product)
 
-    product = fixed_loop(2, _MAX_LOG_GAMMA_ORDER + 1, multiply, jnp.ones_like(v))
+    product = fixed_loop(
+        2,
+        _MAX_LOG_GAMMA_ORDER + 1,
+        multiply,
+        jnp.ones_like(v),
+        unroll_on_accelerators=unroll,
+    )
     return result + jnp.log(product)
 
 
-def _log_series_prefactor(v, x, params):
+def _log_series_prefactor(v, x, params, unroll):
     """log((x/2)^v / Gamma(v + 1)) for 0 <= v < debye_order, 0 < x <= 20.
 
     v log(x/2) and log Gamma(v + 1) are each up to ~25 at the top of the
@@ -80,15 +86,17 @@ def _log_series_prefactor(v, x, params):
         )
 
     one = jnp.ones_like(x)
-    numerator, denominator = fixed_loop(1, params.debye_order + 1, multiply, (one, one))
+    numerator, denominator = fixed_loop(
+        1, params.debye_order + 1, multiply, (one, one), unroll_on_accelerators=unroll
+    )
     linear = jnp.log(numerator / denominator) + mu * log_half_x - log_gamma_mu
-    direct = v * log_half_x - log_gamma_1p(v)
+    direct = v * log_half_x - log_gamma_1p(v, unroll=unroll)
     # keep (x/2)^n a normal number, with room for the relative rounding
     underflow_margin = float(np.log(np.finfo(x.dtype).tiny)) + 10.0
     return jnp.where(n * log_half_x > underflow_margin, linear, direct)
 
 
-def power_series_i(v, x, *, scaled: bool):
+def power_series_i(v, x, *, scaled: bool, unroll: bool = True):
     """(log I_v(x), log(I_{v+1}(x)/I_v(x)), I_{v+1}(x)/I_v(x)) by the power series, 0 < x <= 20."""
     params = kernel_parameters(x.dtype)
     quarter_x2 = 0.25 * x * x
@@ -104,16 +112,20 @@ def power_series_i(v, x, *, scaled: bool):
 
     one = jnp.ones_like(x)
     _, _, total, total_next = fixed_loop(
-        1, params.series_terms, add_term, (one, one, one, one)
+        1,
+        params.series_terms,
+        add_term,
+        (one, one, one, one),
+        unroll_on_accelerators=unroll,
     )
-    log_i = _log_series_prefactor(v, x, params) + jnp.log(total)
+    log_i = _log_series_prefactor(v, x, params, unroll) + jnp.log(total)
     if scaled:
         log_i = log_i - x
     ratio = 0.5 * x / (v + 1.0) * total_next / total
     return log_i, jnp.log(ratio), ratio
 
 
-def temme_k(v, x, *, scaled: bool):
+def temme_k(v, x, *, scaled: bool, unroll: bool = True):
     """(log K_v(x), log(K_{v+1}(x)/K_v(x)), K_{v+1}(x)/K_v(x)) for 0 <= v < debye_order.
 
     0 < x < inf; the linear ratio overflows to inf only for x below ~1e-308 * v.
@@ -203,6 +215,7 @@ def temme_k(v, x, *, scaled: bool):
         params.trapezoid_nodes,
         add_node,
         (jnp.ones_like(xl), zero, jnp.ones_like(xl), half, half),
+        unroll_on_accelerators=unroll,
     )
     log_kve_mu_large = jnp.log(step * total0)
     q_large = xl * (total1 / total0)
@@ -220,7 +233,13 @@ def temme_k(v, x, *, scaled: bool):
         q = jnp.where(active, x * (x / q) + 2.0 * (mu + j + 1.0), q)
         return product, q
 
-    product, q = fixed_loop(0, params.debye_order, step_up, (jnp.ones_like(x), q))
+    product, q = fixed_loop(
+        0,
+        params.debye_order,
+        step_up,
+        (jnp.ones_like(x), q),
+        unroll_on_accelerators=unroll,
+    )
     log_scale_steps = n * (jnp.log(scale) - jnp.log(x))
 
     log_k_small = log_k_mu_small + jnp.log(product) + log_scale_steps

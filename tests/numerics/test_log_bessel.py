@@ -151,3 +151,25 @@ def test_order_gradient_is_not_silently_zero():
         jnp.array([0.5, 3.0, 40.0]), 2.0
     )
     assert np.all(np.asarray(slopes_i) < 0)
+
+
+@pytest.mark.parametrize("name", ["log_iv", "log_kv"])
+def test_large_batches_grouped_by_region_match_small_ones(name):
+    """Batches above the grouping threshold are permuted, chunked and put back;
+    every element must come back to its place with the value (and slopes) a
+    small batch gives."""
+    function = getattr(numerics, name)
+    rng = np.random.default_rng(3)
+    size = 40_000
+    v = jnp.asarray(10 ** rng.uniform(-2, 3, size))
+    x = jnp.asarray(10 ** rng.uniform(-3, 3, size))
+    large = function(v, x)
+    small = jnp.concatenate(
+        [function(v[i : i + 1000], x[i : i + 1000]) for i in range(0, size, 1000)]
+    )
+    np.testing.assert_allclose(large, small, rtol=4 * eps(np.float64), atol=0)
+    slopes = jax.vmap(jax.grad(function, argnums=(0, 1)))
+    large_grad = jax.grad(lambda a, b: function(a, b).sum(), argnums=(0, 1))(v, x)
+    small_grad = slopes(v[:1000], x[:1000])
+    for big, little in zip(large_grad, small_grad, strict=True):
+        np.testing.assert_allclose(big[:1000], little, rtol=1e-13, atol=0)
