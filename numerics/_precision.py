@@ -5,6 +5,7 @@ chose it, so that float32 and float64 follow the same code with their own
 numbers.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -99,6 +100,23 @@ def working_dtype(*arrays) -> np.dtype:
     if jnp.finfo(dtype).bits < 32:
         dtype = jnp.dtype(jnp.float32)
     return jnp.dtype(dtype)
+
+
+def returns_input_dtype(function):
+    """Cast ``function(v, x)``'s result to the inputs' floating dtype.
+
+    The kernels compute 16-bit inputs in float32 (their series lengths and
+    thresholds exist for float32 and float64 only); the caller still gets
+    the dtype it passed in, as with any jax.numpy function."""
+
+    @functools.wraps(function)
+    def wrapper(v, x):
+        dtype = jnp.result_type(v, x)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = jnp.result_type(float)
+        return function(v, x).astype(dtype)
+
+    return wrapper
 
 
 def two_product(a, b, splitter):

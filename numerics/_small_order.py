@@ -13,7 +13,6 @@
 
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from ._constants import RECIPROCAL_GAMMA_TAYLOR
 from ._fixed_loop import fixed_loop

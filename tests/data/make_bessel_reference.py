@@ -197,17 +197,23 @@ def points():
     grid = [(float(v), float(x)) for v in orders for x in args]
     random = [
         (float(v), float(x))
-        for v, x in zip(10 ** rng.uniform(-3, 5, 250), 10 ** rng.uniform(-10, 8, 250))
+        for v, x in zip(
+            10 ** rng.uniform(-3, 5, 250), 10 ** rng.uniform(-10, 8, 250), strict=True
+        )
     ]
     # Where log I or log K crosses zero at large order (x ~ 0.66 v): the hard
     # cancellation case of the Debye expansion.
     near_root = [
         (float(v), float(v * z))
-        for v, z in zip(10 ** rng.uniform(1.3, 5, 60), rng.uniform(0.4, 0.95, 60))
+        for v, z in zip(
+            10 ** rng.uniform(1.3, 5, 60), rng.uniform(0.4, 0.95, 60), strict=True
+        )
     ]
     small_orders = [
         (float(v), float(x))
-        for v, x in zip(rng.uniform(0, 25, 120), 10 ** rng.uniform(-2, 2, 120))
+        for v, x in zip(
+            rng.uniform(0, 25, 120), 10 ** rng.uniform(-2, 2, 120), strict=True
+        )
     ]
     everything = grid + random + near_root + small_orders
     # d/dv on a subset (it costs several evaluations per point).

@@ -138,7 +138,7 @@ def test_vmap_matches_broadcasting():
 def test_gradients_in_x_by_finite_differences(name):
     function = getattr(numerics, name)
     for v, x in [(0.4, 1.3), (2.5, 7.0), (25.0, 16.0), (300.0, 50.0)]:
-        check_grads(lambda t: function(v, t), (x,), order=1, modes=["fwd", "rev"])
+        check_grads(lambda t, v=v: function(v, t), (x,), order=1, modes=["fwd", "rev"])
 
 
 def test_order_gradient_is_not_silently_zero():
@@ -173,3 +173,15 @@ def test_large_batches_grouped_by_region_match_small_ones(name):
     small_grad = slopes(v[:1000], x[:1000])
     for big, little in zip(large_grad, small_grad, strict=True):
         np.testing.assert_allclose(big[:1000], little, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_16_bit_inputs_computed_in_float32_returned_in_their_dtype(dtype):
+    v = jnp.asarray([0.5, 3.0, 40.0], dtype)
+    x = jnp.asarray([0.25, 2.0, 30.0], dtype)
+    for name in ("log_iv", "log_ive", "log_kv", "log_kve", "log_iv_ratio", "kv"):
+        function = getattr(numerics, name)
+        out = function(v, x)
+        assert out.dtype == dtype, name
+        wide = function(v.astype(jnp.float32), x.astype(jnp.float32))
+        np.testing.assert_array_equal(out, wide.astype(dtype))
