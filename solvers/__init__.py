@@ -1,1 +1,21 @@
-"""Krylov solvers with subspace recycling (in development; see the README's status table)."""
+"""Krylov solvers: operators, ``solve`` and the methods it runs.
+
+Every solver stops on the true residual, ``||b - A x|| <= max(rtol ||b||, atol)``,
+and reports how the solve ended in ``Solution.result``.
+"""
+
+from ._cg import CG as CG
+from ._gcrodr import GCRODR as GCRODR
+from ._gcrodr import RecycleState as RecycleState
+from ._gmres import GMRES as GMRES
+from ._operator import FunctionOperator as FunctionOperator
+from ._operator import LinearOperator as LinearOperator
+from ._operator import MatrixOperator as MatrixOperator
+from ._operator import SparseOperator as SparseOperator
+from ._preconditioner import AbstractPreconditioner as AbstractPreconditioner
+from ._preconditioner import Jacobi as Jacobi
+from ._results import RESULTS as RESULTS
+from ._solution import Solution as Solution
+from ._solve import solve as solve
+from ._solver import AbstractLinearSolver as AbstractLinearSolver
+from ._stencil import DiffusionOperator as DiffusionOperator

@@ -1,0 +1,335 @@
+"""GCRO-DR: GMRES with deflated restarting and a recycled subspace carried
+from one system to the next."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, Bool, Float
+
+from ._arnoldi import arnoldi_cycle, triangular_update
+from ._results import RESULTS
+from ._solver import (
+    AbstractLinearSolver,
+    check_tolerances,
+    cycle_result,
+    final_result,
+    iterate,
+    make_stats,
+    norm,
+    tolerance,
+)
+
+_HIGHEST = lax.Precision.HIGHEST
+
+
+class RecycleState(eqx.Module):
+    """GCRO-DR's recycle space, in x-space: rows of ``basis`` span U, k
+    approximate invariant-subspace directions (harmonic Ritz vectors of the
+    last system). ``valid`` is False until a solve has produced one.
+    Export it (it is plain arrays) and pass it to the next ``solve``."""
+
+    basis: Float[Array, "k n"]
+    valid: Bool[Array, ""]
+
+
+def _matmul(a, b):
+    return jnp.matmul(a, b, precision=_HIGHEST)
+
+
+def _harmonic_ritz_basis(g, directions, krylov_basis, used, k):
+    """k harmonic Ritz directions from A W = V G, as a real orthonormal m x k P.
+
+    Solves G^T G p = theta G^T V^T W p (Parks et al. 2006, eq. 2.11, in the
+    flexible form where W = [U; Z] holds x-space directions) and keeps the k
+    eigenvectors with the smallest |theta|: they approximate the eigenvectors
+    of A nearest the origin, the ones that slow a Krylov method down. Unused
+    columns (a cycle that converged early) get a huge theta so they are never
+    chosen. Complex pairs contribute their real and imaginary parts, which
+    span the same real 2-D subspace as the pair.
+    """
+    left = _matmul(g.T, g)
+    right = _matmul(g.T, _matmul(krylov_basis, directions.T))
+    scale = jnp.max(jnp.abs(left)) + 1.0
+    unused = jnp.diag(jnp.where(used, 0.0, 1.0))
+    left = jnp.where(used[:, None] & used[None, :], left, 0.0) + 1e12 * scale * unused
+    right = jnp.where(used[:, None] & used[None, :], right, 0.0) + unused
+    pencil = jnp.linalg.solve(right, left)
+    values, vectors = jnp.linalg.eig(pencil)
+    order = jnp.argsort(jnp.abs(values))[:k]
+    chosen = vectors[:, order]
+    real = jnp.where(jnp.imag(values[order]) >= 0, jnp.real(chosen), jnp.imag(chosen))
+    real = real.astype(g.dtype)
+    q, _ = jnp.linalg.qr(real)
+    return q
+
+
+def _recycle_from_cycle(g, directions, krylov_basis, used, k):
+    """(U, C) rows with A U = C, C orthonormal, from a cycle with A W = V G."""
+    p = _harmonic_ritz_basis(g, directions, krylov_basis, used, k)
+    q, r = jnp.linalg.qr(_matmul(g, p))
+    c = _matmul(q.T, krylov_basis)
+    u = _matmul(p.T, directions)
+    # U R^{-1} in column form is R^{-T} U in rows.
+    u = lax.linalg.triangular_solve(r, u, left_side=True, lower=False, transpose_a=True)
+    return u, c
+
+
+class GCRODR(AbstractLinearSolver):
+    r"""GCRO-DR(m, k): restarted GMRES that keeps a k-dimensional subspace
+    between cycles and between systems.
+
+    With U (x-space) and C orthonormal such that $AU = C$, each cycle runs
+    $m - k$ Arnoldi steps on $(I - CC^T)AM$ and minimises the residual over
+    $\mathrm{span}(U) + \mathrm{span}(MV)$; then U is replaced by the k
+    harmonic Ritz vectors of the cycle nearest the origin. ``Solution.state``
+    exports U; passed to the next solve, it is rebuilt for the new matrix
+    with k matvecs and a thin QR ($C = \mathrm{qr}(AU)$), so a sequence of
+    related systems keeps the hard part of the spectrum deflated. U is held
+    in x-space (flexible variant), so a preconditioner that changes between
+    systems does not invalidate it.
+
+    Stopping test: ``||b - A x||_2 <= max(rtol ||b||_2, atol)`` on the true
+    residual, recomputed after every cycle; a cycle without progress gives
+    ``RESULTS.stagnation``.
+
+    Args:
+        rtol, atol: tolerances (required).
+        max_steps: limit on Arnoldi steps over all cycles.
+        restart: m, the Krylov dimension per cycle including the recycled k.
+        recycle: k < m.
+
+    Note: the harmonic Ritz step calls ``jnp.linalg.eig`` on an m x m matrix.
+
+    References:
+        Parks, de Sturler, Mackey, Johnson & Maiti, "Recycling Krylov subspaces
+        for sequences of linear systems", SIAM J. Sci. Comput. 28 (2006).
+        Carvalho, Gratton, Lago & Vasseur, "A flexible generalized conjugate
+        residual method with inner orthogonalization and deflated restarting",
+        SIAM J. Matrix Anal. Appl. 32 (2011). Wang et al., "Accelerating data
+        generation for neural operators via Krylov subspace recycling", ICLR 2024.
+    """
+
+    rtol: float
+    atol: float
+    max_steps: int
+    restart: int = 40
+    recycle: int = 10
+
+    def __check_init__(self):
+        check_tolerances(self)
+        if not (isinstance(self.recycle, int) and self.recycle >= 1):
+            raise ValueError(
+                f"GCRODR: recycle must be a positive int, got {self.recycle}."
+            )
+        if not (isinstance(self.restart, int) and self.restart > self.recycle):
+            raise ValueError(
+                f"GCRODR: restart ({self.restart}) must exceed recycle ({self.recycle}): "
+                "each cycle needs at least one new Krylov direction."
+            )
+
+    def init_state(self, operator, b):
+        return RecycleState(
+            basis=jnp.zeros((self.recycle, b.shape[0]), b.dtype),
+            valid=jnp.asarray(False),
+        )
+
+    def compute(self, operator, b, x0, preconditioner, state, unrolled):
+        if (
+            state.basis.shape != (self.recycle, b.shape[0])
+            or state.basis.dtype != b.dtype
+        ):
+            raise ValueError(
+                f"state.basis must have shape {(self.recycle, b.shape[0])} and dtype "
+                f"{b.dtype}; got {state.basis.shape}, {state.basis.dtype}."
+            )
+        m, k = self.restart, self.recycle
+        dtype = b.dtype
+        limit = tolerance(self, norm(b))
+        history = jnp.full(self.max_steps, jnp.nan, dtype)
+        r = b - operator.mv(x0)
+        r_norm = norm(r)
+
+        def from_state(_):
+            # The matrix may have changed: C = qr(A U), U <- U R^{-1}.
+            a_u = jax.vmap(operator.mv)(state.basis)
+            q, rr = jnp.linalg.qr(a_u.T)
+            c = q.T
+            u = lax.linalg.triangular_solve(
+                rr, state.basis, left_side=True, lower=False, transpose_a=True
+            )
+            coefficients = _matmul(c, r)
+            x = x0 + _matmul(coefficients, u)
+            new_r = r - _matmul(coefficients, c)
+            return x, new_r, u, c, jnp.asarray(k), jnp.asarray(0), jnp.asarray(True)
+
+        def first_cycle(_):
+            # Plain GMRES(m) cycle, whose harmonic Ritz vectors seed U.
+            cycle = arnoldi_cycle(
+                operator,
+                preconditioner,
+                r,
+                r_norm,
+                m,
+                self.max_steps,
+                limit,
+                None,
+                unrolled,
+            )
+            y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
+            x = x0 + _matmul(y, cycle["Z"])
+            used = jnp.arange(m) < cycle["steps"]
+            u, c = _recycle_from_cycle(cycle["H"], cycle["Z"], cycle["V"], used, k)
+            enough = cycle["steps"] >= k
+            u = jnp.where(enough, u, 0.0)
+            c = jnp.where(enough, c, 0.0)
+            new_r = b - operator.mv(x)
+            return x, new_r, u, c, cycle["steps"] + 1, cycle["steps"], enough
+
+        x, r, u, c, matvecs, steps, have_space = lax.cond(
+            state.valid, from_state, first_cycle, None
+        )
+        r_norm = norm(r)
+        max_cycles = -(-self.max_steps // (m - k)) + 2
+
+        def cond(carry):
+            _, _, r_norm, _, _, steps, _, result, _, _ = carry
+            return (
+                (r_norm > limit)
+                & (steps < self.max_steps)
+                & (result == RESULTS.successful)
+            )
+
+        def deflated_cycle(carry):
+            x, r, r_norm, u, c, steps, matvecs, _, history, _ = carry
+            cycle = arnoldi_cycle(
+                operator,
+                preconditioner,
+                r,
+                r_norm,
+                m - k,
+                self.max_steps - steps,
+                limit,
+                c,
+                unrolled,
+            )
+            u_norms = jnp.sqrt(jnp.sum(u * u, axis=1))
+            scale = 1.0 / u_norms
+            u_scaled = u * scale[:, None]
+            # A [U~ Z] = [C V] G, G = [[D, B], [0, H]].
+            g = jnp.zeros((m + 1, m), dtype)
+            g = g.at[:k, :k].set(jnp.diag(scale))
+            g = g.at[:k, k:].set(cycle["B"])
+            g = g.at[k:, k:].set(cycle["H"])
+            used = jnp.arange(m) < k + cycle["steps"]
+            g = jnp.where(used[None, :], g, 0.0)
+            rhs = jnp.zeros(m + 1, dtype).at[k].set(r_norm)
+            y = _least_squares(g, rhs, used)
+            directions = jnp.concatenate([u_scaled, cycle["Z"]])
+            krylov_basis = jnp.concatenate([c, cycle["V"]])
+            x = x + _matmul(y, directions)
+            new_u, new_c = _recycle_from_cycle(g, directions, krylov_basis, used, k)
+            new_r = b - operator.mv(x)
+            new_norm = norm(new_r)
+            positions = steps + jnp.arange(m - k)
+            valid = jnp.arange(m - k) < cycle["steps"]
+            history = history.at[jnp.where(valid, positions, self.max_steps)].set(
+                jnp.abs(cycle["g"][1:]), mode="drop"
+            )
+            finite = cycle["finite"] & jnp.isfinite(new_norm)
+            result = cycle_result(finite, new_norm, r_norm, limit)
+            return (
+                x,
+                new_r,
+                new_norm,
+                new_u,
+                new_c,
+                steps + cycle["steps"],
+                matvecs + cycle["steps"] + 1,
+                result,
+                history,
+                jnp.asarray(True),
+            )
+
+        def body(carry):
+            # Without a recycle space (first cycle too short) fall back to a
+            # GMRES cycle, which then seeds the space.
+            return lax.cond(carry[-1], deflated_cycle, _plain_cycle, carry)
+
+        def _plain_cycle(carry):
+            x, r, r_norm, u, c, steps, matvecs, _, history, _ = carry
+            cycle = arnoldi_cycle(
+                operator,
+                preconditioner,
+                r,
+                r_norm,
+                m,
+                self.max_steps - steps,
+                limit,
+                None,
+                unrolled,
+            )
+            y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
+            x = x + _matmul(y, cycle["Z"])
+            used = jnp.arange(m) < cycle["steps"]
+            new_u, new_c = _recycle_from_cycle(
+                cycle["H"], cycle["Z"], cycle["V"], used, k
+            )
+            enough = cycle["steps"] >= k
+            new_r = b - operator.mv(x)
+            new_norm = norm(new_r)
+            finite = cycle["finite"] & jnp.isfinite(new_norm)
+            result = cycle_result(finite, new_norm, r_norm, limit)
+            return (
+                x,
+                new_r,
+                new_norm,
+                jnp.where(enough, new_u, u),
+                jnp.where(enough, new_c, c),
+                steps + cycle["steps"],
+                matvecs + cycle["steps"] + 1,
+                result,
+                history,
+                enough,
+            )
+
+        init = (
+            x,
+            r,
+            r_norm,
+            u,
+            c,
+            steps,
+            matvecs,
+            RESULTS.successful,
+            history,
+            have_space,
+        )
+        x, r, r_norm, u, c, steps, matvecs, result, history, have_space = iterate(
+            cond, body, init, max_cycles, unrolled
+        )
+        result = final_result(result, r_norm, limit)
+        stats = make_stats(steps, matvecs, r_norm, history)
+        new_state = RecycleState(
+            basis=jnp.where(have_space, u, state.basis),
+            valid=have_space | state.valid,
+        )
+        return x, result, stats, new_state
+
+
+def _least_squares(g, rhs, used):
+    """argmin_y ||rhs - G y|| over the used (leading) columns, zeros elsewhere.
+
+    An unused column i gets a 1 in row i + 1, a row no used column touches
+    and where rhs is 0, so QR stays nonsingular and y_i = 0."""
+    m = g.shape[1]
+    fill = (
+        jnp.zeros_like(g)
+        .at[jnp.arange(1, m + 1), jnp.arange(m)]
+        .set(jnp.where(used, 0.0, 1.0))
+    )
+    q, r = jnp.linalg.qr(g + fill)
+    y = lax.linalg.triangular_solve(
+        r, _matmul(q.T, rhs)[:, None], left_side=True, lower=False
+    )[:, 0]
+    return jnp.where(used, y, 0.0)

@@ -1,0 +1,135 @@
+"""Restarted GMRES with right preconditioning."""
+
+import jax.numpy as jnp
+
+from ._arnoldi import arnoldi_cycle, triangular_update
+from ._results import RESULTS
+from ._solver import (
+    AbstractLinearSolver,
+    check_tolerances,
+    cycle_result,
+    final_result,
+    iterate,
+    make_stats,
+    norm,
+    tolerance,
+)
+
+
+class GMRES(AbstractLinearSolver):
+    r"""Restarted GMRES(m), right-preconditioned and flexible.
+
+    Each cycle minimises $\|b - A(x + M V y)\|_2$ over the m-dimensional
+    Krylov space of $A M$ built from the current residual (Arnoldi with
+    twice-applied classical Gram-Schmidt, Givens rotations for the small
+    least-squares problem). The preconditioned directions $Z = M V$ are kept,
+    so M may be any operator, even one that changes between cycles.
+
+    Stopping test: ``||b - A x||_2 <= max(rtol ||b||_2, atol)`` on the true
+    residual, recomputed at the start of every cycle; the Givens estimate only
+    ends a cycle early. A cycle that does not reduce the true residual at all
+    ends the solve with ``RESULTS.stagnation`` (jax.scipy's gmres instead
+    loops on silently).
+
+    Args:
+        rtol, atol: tolerances (required).
+        max_steps: limit on Arnoldi steps (one matvec each) over all cycles.
+        restart: m, the cycle length (default 40).
+
+    References:
+        Saad & Schultz, SIAM J. Sci. Stat. Comput. 7 (1986); Saad, SIAM J. Sci.
+        Comput. 14 (1993) (flexible GMRES).
+    """
+
+    rtol: float
+    atol: float
+    max_steps: int
+    restart: int = 40
+
+    def __check_init__(self):
+        check_tolerances(self)
+        if not (isinstance(self.restart, int) and self.restart >= 1):
+            raise ValueError(
+                f"GMRES: restart must be a positive int, got {self.restart}."
+            )
+
+    def init_state(self, operator, b):
+        return None
+
+    def compute(self, operator, b, x0, preconditioner, state, unrolled):
+        x, result, stats = restarted_gmres(
+            self, operator, b, x0, preconditioner, unrolled
+        )
+        return x, result, stats, None
+
+
+def restarted_gmres(solver, operator, b, x0, preconditioner, unrolled):
+    """The GMRES(m) loop; also GCRO-DR's first cycle when it has no recycle space."""
+    dtype = b.dtype
+    restart = min(solver.restart, solver.max_steps)
+    limit = tolerance(solver, norm(b))
+    history = jnp.full(solver.max_steps, jnp.nan, dtype)
+    r = b - operator.mv(x0)
+    r_norm = norm(r)
+    max_cycles = -(-solver.max_steps // restart) + 1
+    init = (
+        x0,
+        r,
+        r_norm,
+        jnp.asarray(jnp.inf, dtype),
+        jnp.asarray(0),
+        jnp.asarray(1),
+        RESULTS.successful,
+        history,
+    )
+
+    def cond(carry):
+        _, _, r_norm, previous, steps, _, result, _ = carry
+        return (
+            (r_norm > limit)
+            & (steps < solver.max_steps)
+            & (result == RESULTS.successful)
+        )
+
+    def body(carry):
+        x, r, r_norm, _, steps, matvecs, _, history = carry
+        cycle = arnoldi_cycle(
+            operator,
+            preconditioner,
+            r,
+            r_norm,
+            restart,
+            solver.max_steps - steps,
+            limit,
+            None,
+            unrolled,
+        )
+        y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
+        x = x + jnp.matmul(y, cycle["Z"], precision="highest")
+        new_r = b - operator.mv(x)
+        new_norm = norm(new_r)
+        estimates = jnp.abs(cycle["g"][1:])
+        positions = steps + jnp.arange(restart)
+        valid = jnp.arange(restart) < cycle["steps"]
+        history = history.at[jnp.where(valid, positions, solver.max_steps)].set(
+            estimates, mode="drop"
+        )
+        finite = cycle["finite"] & jnp.isfinite(new_norm)
+        result = cycle_result(finite, new_norm, r_norm, limit)
+        return (
+            x,
+            new_r,
+            new_norm,
+            r_norm,
+            steps + cycle["steps"],
+            matvecs + cycle["steps"] + 1,
+            result,
+            history,
+        )
+
+    x, r, r_norm, _, steps, matvecs, result, history = iterate(
+        cond, body, init, max_cycles, unrolled
+    )
+    result = final_result(result, r_norm, limit)
+    stats = make_stats(steps, matvecs, r_norm, history)
+    return x, result, stats

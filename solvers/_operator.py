@@ -1,0 +1,151 @@
+"""Linear operators for the Krylov solvers.
+
+Every solver only needs y = A x (``mv``) on 1-D arrays; ``diagonal`` serves
+Jacobi preconditioning. ``as_operator`` turns a dense array, a
+``jax.experimental.sparse.BCOO`` matrix or a callable into an operator, so
+``solve`` accepts any of them.
+"""
+
+import abc
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import sparse
+from jaxtyping import Array, Float
+
+
+class LinearOperator(eqx.Module):
+    """A square linear map x -> A x on 1-D arrays (abstract)."""
+
+    @abc.abstractmethod
+    def mv(self, vector: Float[Array, " n"]) -> Float[Array, " n"]:
+        """A @ vector."""
+
+    @property
+    @abc.abstractmethod
+    def shape(self) -> tuple[int, int]:
+        """(n, n)."""
+
+    @property
+    @abc.abstractmethod
+    def dtype(self) -> jnp.dtype:
+        """The dtype of A and of the vectors it acts on."""
+
+    @abc.abstractmethod
+    def diagonal(self) -> Float[Array, " n"]:
+        """diag(A); raises TypeError where the operator cannot provide it."""
+
+
+class MatrixOperator(LinearOperator):
+    """A dense n x n matrix. Products run at ``Precision.HIGHEST`` (on GPUs a
+    default-precision float32 matmul may use TF32, 10-bit mantissas)."""
+
+    matrix: Float[Array, "n n"]
+
+    def __check_init__(self):
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != self.matrix.shape[1]:
+            raise ValueError(
+                f"MatrixOperator needs a square 2-D matrix, got shape {self.matrix.shape}."
+            )
+
+    def mv(self, vector):
+        return jnp.matmul(self.matrix, vector, precision=lax.Precision.HIGHEST)
+
+    @property
+    def shape(self):
+        return self.matrix.shape
+
+    @property
+    def dtype(self):
+        return self.matrix.dtype
+
+    def diagonal(self):
+        return jnp.diagonal(self.matrix)
+
+
+class SparseOperator(LinearOperator):
+    """A square ``jax.experimental.sparse.BCOO`` matrix (duplicates are summed)."""
+
+    matrix: sparse.BCOO
+
+    def __check_init__(self):
+        if len(self.matrix.shape) != 2 or self.matrix.shape[0] != self.matrix.shape[1]:
+            raise ValueError(
+                f"SparseOperator needs a square 2-D BCOO matrix, got shape {self.matrix.shape}."
+            )
+
+    def mv(self, vector):
+        return self.matrix @ vector
+
+    @property
+    def shape(self):
+        return tuple(self.matrix.shape)
+
+    @property
+    def dtype(self):
+        return self.matrix.dtype
+
+    def diagonal(self):
+        rows, cols = self.matrix.indices[:, 0], self.matrix.indices[:, 1]
+        on_diagonal = jnp.where(rows == cols, self.matrix.data, 0)
+        return jnp.zeros(self.shape[0], self.dtype).at[rows].add(on_diagonal)
+
+
+class FunctionOperator(LinearOperator):
+    """A matrix-free operator from a function ``matvec(x) -> A x``.
+
+    Args:
+        matvec: linear function of a 1-D array of length n.
+        size: n.
+        dtype: dtype of the vectors.
+        diagonal_values: diag(A), if known (needed by ``Jacobi``).
+    """
+
+    matvec: Callable
+    size: int = eqx.field(static=True)
+    vector_dtype: jnp.dtype = eqx.field(static=True)
+    diagonal_values: Float[Array, " n"] | None = None
+
+    def __init__(self, matvec, size, dtype, diagonal_values=None):
+        self.matvec = matvec
+        self.size = int(size)
+        self.vector_dtype = jnp.dtype(dtype)
+        self.diagonal_values = diagonal_values
+
+    def mv(self, vector):
+        return self.matvec(vector)
+
+    @property
+    def shape(self):
+        return (self.size, self.size)
+
+    @property
+    def dtype(self):
+        return self.vector_dtype
+
+    def diagonal(self):
+        if self.diagonal_values is None:
+            raise TypeError(
+                "This FunctionOperator has no diagonal: pass "
+                "FunctionOperator(matvec, size, dtype, diagonal_values=...) to use Jacobi."
+            )
+        return self.diagonal_values
+
+
+def as_operator(operator, like: Array) -> LinearOperator:
+    """Normalise what ``solve`` accepts (operator, array, BCOO or callable)."""
+    if isinstance(operator, LinearOperator):
+        return operator
+    if isinstance(operator, sparse.BCOO):
+        return SparseOperator(operator)
+    if isinstance(operator, jax.Array | jnp.ndarray) or hasattr(operator, "__array__"):
+        return MatrixOperator(jnp.asarray(operator))
+    if callable(operator):
+        return FunctionOperator(operator, like.shape[0], like.dtype)
+    raise TypeError(
+        "operator must be a LinearOperator, a square array, a BCOO matrix or a "
+        f"callable matvec; got {type(operator).__name__}."
+    )

@@ -1,0 +1,27 @@
+"""Outcome codes of the linear solvers."""
+
+import equinox as eqx
+
+
+class RESULTS(eqx.Enumeration):
+    """How a solve ended. ``throw=True`` raises with the message."""
+
+    successful = ""
+    max_steps_reached = (
+        "Reached max_steps before ||b - A x|| <= max(rtol ||b||, atol). "
+        "Increase max_steps, loosen the tolerances or precondition."
+    )
+    stagnation = (
+        "The true residual stopped decreasing before meeting the tolerance "
+        "(a restart cycle made no progress): the tolerance may be below what "
+        "this dtype can reach for this matrix, or the restart length too short."
+    )
+    breakdown = (
+        "The iteration broke down: CG met a direction with p^T A p <= 0, so the "
+        "operator (or preconditioner) is not symmetric positive definite. Use GMRES "
+        "or GCRODR for indefinite or non-symmetric systems."
+    )
+    nonfinite = (
+        "A NaN or inf appeared in b, x0, or the output of the operator or "
+        "preconditioner."
+    )

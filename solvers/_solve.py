@@ -1,0 +1,129 @@
+"""The entry point: ``solve(operator, b, solver, ...) -> Solution``."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._operator import FunctionOperator, as_operator
+from ._preconditioner import as_preconditioner
+from ._results import RESULTS
+from ._solution import Solution
+from ._solver import AbstractLinearSolver
+
+
+def _check_inputs(operator, b, solver, x0, adjoint):
+    if not isinstance(solver, AbstractLinearSolver):
+        raise TypeError(
+            f"solver must be a solvers.CG, GMRES, GCRODR, ... instance, got {type(solver).__name__}."
+        )
+    if adjoint not in ("implicit", "unrolled"):
+        raise ValueError(f"adjoint must be 'implicit' or 'unrolled', got {adjoint!r}.")
+    if b.ndim != 1:
+        raise ValueError(
+            f"b must be 1-D, got shape {b.shape}; flatten PyTrees with "
+            "jax.flatten_util.ravel_pytree, and batch right-hand sides with jax.vmap."
+        )
+    if not jnp.issubdtype(b.dtype, jnp.floating):
+        raise TypeError(f"b must be a floating array, got dtype {b.dtype}.")
+    if operator.shape != (b.shape[0], b.shape[0]):
+        raise ValueError(
+            f"operator has shape {operator.shape} but b has length {b.shape[0]}."
+        )
+    if jnp.dtype(operator.dtype) != b.dtype:
+        raise TypeError(
+            f"operator dtype {operator.dtype} differs from b's dtype {b.dtype}; "
+            "cast one of them (mixed precision is not done implicitly)."
+        )
+    if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
+        raise ValueError(
+            f"x0 must match b: shape {b.shape}, dtype {b.dtype}; got {x0.shape}, {x0.dtype}."
+        )
+
+
+@eqx.filter_jit
+def solve(
+    operator,
+    b,
+    solver: AbstractLinearSolver,
+    *,
+    x0=None,
+    preconditioner=None,
+    state=None,
+    adjoint: str = "implicit",
+    throw: bool = True,
+) -> Solution:
+    r"""Solve $A x = b$ with a Krylov method.
+
+    Stopping test (every solver): ``||b - A x||_2 <= max(rtol ||b||_2, atol)``
+    on the true, unpreconditioned residual.
+
+    Args:
+        operator: a ``LinearOperator``, a square array, a BCOO matrix or a
+            function ``x -> A x``.
+        b: right-hand side, 1-D. Batch with ``jax.vmap``.
+        solver: ``CG``, ``GMRES``, ``GCRODR``, ... (tolerances required).
+        x0: initial guess (default zeros).
+        preconditioner: ``Jacobi()``, an operator/array/function applying
+            $M \approx A^{-1}$, or None. CG needs M SPD.
+        state: solver state from a previous ``Solution.state`` (GCRODR's
+            recycle space); None starts fresh.
+        adjoint: "implicit" differentiates through ``lax.custom_linear_solve``
+            (the cotangent is one more solve with $A^T$); "unrolled"
+            differentiates through the iterations themselves (fixed-length
+            loops of ``max_steps``), for training through a solver.
+        throw: raise if the solve did not succeed (use False inside
+            gradients, training loops and nested solves, and read
+            ``Solution.result``).
+
+    Returns:
+        ``Solution(value, result, stats, state)``.
+    """
+    b = jnp.asarray(b)
+    operator = as_operator(operator, b)
+    x0 = None if x0 is None else jnp.asarray(x0)
+    _check_inputs(operator, b, solver, x0, adjoint)
+    if x0 is None:
+        x0 = jnp.zeros_like(b)
+    precondition = as_preconditioner(preconditioner, operator, b)
+    if state is None:
+        state = solver.init_state(operator, b)
+
+    if adjoint == "unrolled":
+        x, result, stats, state = solver.compute(
+            operator, b, x0, precondition, state, True
+        )
+    else:
+
+        def forward(matvec, rhs):
+            wrapped = FunctionOperator(matvec, rhs.shape[0], rhs.dtype)
+            x, result, stats, new_state = solver.compute(
+                wrapped, rhs, x0, precondition, state, False
+            )
+            return x, (result, stats, new_state)
+
+        def transposed(vecmat, rhs):
+            # Cotangent solve with A^T (and M^T): same method, fresh state.
+            wrapped = FunctionOperator(vecmat, rhs.shape[0], rhs.dtype)
+            transposed_precondition = jax.linear_transpose(precondition, rhs)
+            x, result, stats, _ = solver.compute(
+                wrapped,
+                rhs,
+                jnp.zeros_like(rhs),
+                lambda v: transposed_precondition(v)[0],
+                solver.init_state(wrapped, rhs),
+                False,
+            )
+            return x, (result, stats, state)
+
+        x, (result, stats, state) = lax.custom_linear_solve(
+            operator.mv,
+            b,
+            forward,
+            transpose_solve=None if solver.symmetric else transposed,
+            symmetric=solver.symmetric,
+            has_aux=True,
+        )
+    if throw:
+        x = result.error_if(x, result != RESULTS.successful)
+    return Solution(value=x, result=result, stats=stats, state=state)
