@@ -54,7 +54,9 @@ def _harmonic_ritz_basis(g, directions, krylov_basis, used, k):
     unused = jnp.diag(jnp.where(used, 0.0, 1.0))
     left = jnp.where(used[:, None] & used[None, :], left, 0.0) + 1e12 * scale * unused
     right = jnp.where(used[:, None] & used[None, :], right, 0.0) + unused
-    pencil = jnp.linalg.solve(right, left)
+    # Which subspace is kept is a discrete choice: no derivative flows through
+    # it (unrolled differentiation still reaches U through W).
+    pencil = lax.stop_gradient(jnp.linalg.solve(right, left))
     values, vectors = jnp.linalg.eig(pencil)
     order = jnp.argsort(jnp.abs(values))[:k]
     chosen = vectors[:, order]

@@ -29,3 +29,47 @@ def bessel_reference() -> dict[str, np.ndarray]:
     header, body = rows[0], rows[1:]
     table = np.array(body, dtype=np.float64)
     return {name: table[:, i] for i, name in enumerate(header)}
+
+
+def diffusion_coefficient(n: int, seed: int, ndim: int = 2, contrast: float = 1.0):
+    """exp(contrast * smooth noise) on (n + 2)^ndim nodes: a positive,
+    variable coefficient for the diffusion stencil tests."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(n + 2,) * ndim)
+    spectrum = np.fft.fftn(noise)
+    frequencies = np.meshgrid(*[np.fft.fftfreq(n + 2)] * ndim, indexing="ij")
+    decay = 1.0 / (1.0 + 40.0 * sum(f * f for f in frequencies)) ** 2
+    field = np.real(np.fft.ifftn(spectrum * decay))
+    field = field / (np.std(field) + 1e-30)
+    return np.exp(contrast * field)
+
+
+def assembled_diffusion(coefficient, reaction=0.0):
+    """The diffusion stencil assembled entry by entry as a scipy CSR matrix,
+    independently of solvers.DiffusionOperator (loops over faces)."""
+    import scipy.sparse as sps
+
+    coefficient = np.asarray(coefficient)
+    grid = tuple(s - 2 for s in coefficient.shape)
+    size = int(np.prod(grid))
+    index = np.arange(size).reshape(grid)
+    rows, cols, values = [], [], []
+    diagonal = np.broadcast_to(np.asarray(reaction, float), grid).copy()
+    for dim in range(len(grid)):
+        h = 1.0 / (grid[dim] + 1)
+        for node in np.ndindex(*grid):
+            full = tuple(i + 1 for i in node)
+            for step in (-1, 1):
+                neighbour = list(full)
+                neighbour[dim] += step
+                face = 0.5 * (coefficient[full] + coefficient[tuple(neighbour)]) / h**2
+                diagonal[node] += face
+                inner = tuple(i - 1 for i in neighbour)
+                if all(0 <= i < g for i, g in zip(inner, grid, strict=True)):
+                    rows.append(index[node])
+                    cols.append(index[inner])
+                    values.append(-face)
+    rows += list(range(size))
+    cols += list(range(size))
+    values += list(diagonal.reshape(-1))
+    return sps.csr_matrix((values, (rows, cols)), shape=(size, size))
