@@ -6,6 +6,7 @@ and reports how the solve ended in ``Solution.result``.
 
 from ._cg import CG as CG
 from ._gcrodr import GCRODR as GCRODR
+from ._gcrodr import GMRESDR as GMRESDR
 from ._gcrodr import RecycleState as RecycleState
 from ._gmres import GMRES as GMRES
 from ._operator import FunctionOperator as FunctionOperator
@@ -15,6 +16,9 @@ from ._operator import SparseOperator as SparseOperator
 from ._preconditioner import AbstractPreconditioner as AbstractPreconditioner
 from ._preconditioner import Jacobi as Jacobi
 from ._results import RESULTS as RESULTS
+from ._sequence import SequenceSolution as SequenceSolution
+from ._sequence import greedy_order as greedy_order
+from ._sequence import solve_sequence as solve_sequence
 from ._solution import Solution as Solution
 from ._solve import solve as solve
 from ._solver import AbstractLinearSolver as AbstractLinearSolver

@@ -46,3 +46,47 @@ def test_state_of_wrong_shape_is_refused():
     state = solvers.RecycleState(basis=jnp.zeros((4, 36)), valid=jnp.asarray(True))
     with pytest.raises(ValueError, match="state.basis"):
         solvers.solve(operator, b, solver, state=state)
+
+
+def test_greedy_order_is_the_nearest_neighbour_chain():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(15, 4))
+    order = np.asarray(solvers.greedy_order(jnp.asarray(features)))
+    expected, visited = [0], {0}
+    for _ in range(14):
+        distances = np.linalg.norm(features - features[expected[-1]], axis=1)
+        distances[list(visited)] = np.inf
+        expected.append(int(np.argmin(distances)))
+        visited.add(expected[-1])
+    assert order.tolist() == expected
+
+
+def test_solve_sequence_returns_solutions_in_the_callers_order():
+    n, count = 8, 6
+    rng = np.random.default_rng(1)
+    families = [np.log(diffusion_coefficient(n, seed)) for seed in (0, 1)]
+    log_a = np.stack(
+        [families[i % 2] + 0.05 * rng.normal(size=(n + 2, n + 2)) for i in range(count)]
+    )
+    rhs = jnp.asarray(rng.normal(size=(count, n * n)))
+    solver = solvers.GCRODR(rtol=1e-10, atol=0.0, max_steps=2000, restart=20, recycle=4)
+
+    def build(parameters):
+        return solvers.DiffusionOperator(jnp.exp(parameters))
+
+    out = solvers.solve_sequence(
+        build, jnp.asarray(log_a), rhs, solver, order="greedy", warm_start=True
+    )
+    # from system 0 the chain visits the rest of its family before the other
+    assert (np.asarray(out.order)[:3] % 2 == 0).all(), out.order
+    assert set(np.asarray(out.order).tolist()) == set(range(count))
+    assert bool(jnp.all(out.result == solvers.RESULTS.successful))
+    for i in range(count):
+        operator = build(jnp.asarray(log_a[i]))
+        residual = jnp.linalg.norm(
+            rhs[i] - operator.mv(out.value[i])
+        ) / jnp.linalg.norm(rhs[i])
+        assert residual <= 1e-10
+    assert out.stats["num_matvecs"].shape == (count,)
+    with pytest.raises(ValueError, match="order"):
+        solvers.solve_sequence(build, jnp.asarray(log_a), rhs, solver, order="random")
