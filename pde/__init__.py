@@ -1,2 +1,4 @@
-"""PDE problems, dataset generators and Gaussian-process PDE solvers (in development;
-see the README's status table)."""
+"""PDE problems and dataset generators (more in development; see the README's
+status table)."""
+
+from ._random_field import gaussian_random_field as gaussian_random_field
