@@ -8,7 +8,9 @@
    learnt smoothness and the generalised inverse Gaussian need).
 3. A von Mises-Fisher fit in d = 32768 on features synthesised on the fly,
    against SciPy's fit.
-Runs in about a minute on 2 CPU cores.
+4. A sequence of Darcy systems solved with GMRES and with GCRO-DR carrying
+   its recycled subspace along a sorted chain (SKR), counting matvecs.
+Runs in about a minute and a half on 2 CPU cores.
 """
 
 import time
@@ -23,6 +25,8 @@ import scipy.special as sp
 import scipy.stats
 
 import numerics
+import pde
+import solvers
 
 
 def bessel_where_scipy_fails():
@@ -83,11 +87,47 @@ def vmf_fit_high_dimension():
         print(f"   SciPy: failed ({type(error).__name__}: {error})")
 
 
+def recycled_sequence():
+    n, count = 48, 12
+    print(
+        f"4. {count} Darcy systems -div(exp(GRF) grad u) = 1 on {n}x{n} nodes, rtol 1e-8"
+    )
+    keys = jr.split(jr.PRNGKey(1), count)
+    log_a = jax.vmap(lambda key: pde.gaussian_random_field(key, (n + 2, n + 2)))(keys)
+    rhs = jnp.ones((count, n * n))
+
+    def build(parameters):
+        return solvers.DiffusionOperator(jnp.exp(parameters))
+
+    runs = {
+        "GMRES(40)": (
+            solvers.GMRES(rtol=1e-8, atol=0.0, max_steps=20000, restart=40),
+            "given",
+        ),
+        "GCRO-DR(40,10), sorted": (
+            solvers.GCRODR(
+                rtol=1e-8, atol=0.0, max_steps=20000, restart=40, recycle=10
+            ),
+            "greedy",
+        ),
+    }
+    for label, (solver, order) in runs.items():
+        start = time.perf_counter()
+        out = solvers.solve_sequence(build, log_a, rhs, solver, order=order)
+        out.value.block_until_ready()
+        converged = bool(jnp.all(out.result == solvers.RESULTS.successful))
+        print(
+            f"   {label:24} {float(out.stats['num_matvecs'].mean()):7.1f} matvecs per system, "
+            f"all converged: {converged}, {time.perf_counter() - start:.1f} s with compilation"
+        )
+
+
 def main():
     start = time.perf_counter()
     bessel_where_scipy_fails()
     derivatives()
     vmf_fit_high_dimension()
+    recycled_sequence()
     print(f"done in {time.perf_counter() - start:.0f} s")
 
 
