@@ -147,6 +147,15 @@ def main():
             warm_start=True,
         ),
         run_ours(
+            f"recycled CG (k={k}, 3k directions)",
+            solvers.RecycledCG(
+                rtol=rtol, atol=0.0, max_steps=max_steps, recycle=k, collect=3 * k
+            ),
+            log_a,
+            rhs,
+            order="greedy",
+        ),
+        run_ours(
             "CG",
             solvers.CG(rtol=rtol, atol=0.0, max_steps=max_steps),
             log_a,

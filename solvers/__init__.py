@@ -15,6 +15,7 @@ from ._operator import MatrixOperator as MatrixOperator
 from ._operator import SparseOperator as SparseOperator
 from ._preconditioner import AbstractPreconditioner as AbstractPreconditioner
 from ._preconditioner import Jacobi as Jacobi
+from ._recycled_cg import RecycledCG as RecycledCG
 from ._results import RESULTS as RESULTS
 from ._sequence import SequenceSolution as SequenceSolution
 from ._sequence import greedy_order as greedy_order
