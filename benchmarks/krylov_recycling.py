@@ -1,10 +1,13 @@
-"""Matvecs and wall time per system on a sequence of Darcy systems.
+"""Matvecs and wall time per system on a sequence of related systems.
 
     python benchmarks/krylov_recycling.py --n 128 --count 50 --rtol 1e-8
+    python benchmarks/krylov_recycling.py --family nonsymmetric   # or helmholtz
 
-The sequence: -div(a grad u) = 1 on the unit square, u = 0 on the boundary,
-a = exp(GRF) with alpha = 2, tau = 3 (pde.gaussian_random_field), one sample
-per system, 5-point conservative stencil on n x n interior nodes. Ours run as
+Families (``--family``): "darcy", -div(a grad u) with a = exp(GRF)
+(alpha = 2, tau = 3, pde.gaussian_random_field), SPD; "nonsymmetric", the
+Laplacian times diag(a); "helmholtz", -Laplace(u) - k0^2 a u, indefinite.
+One GRF sample per system, u = 0 on the boundary, 5-point stencils on n x n
+interior nodes, right-hand side 1. Ours run as
 one compiled ``solve_sequence`` (compiled beforehand; the table gives the
 compile time separately); SciPy runs on the same matrices assembled in CSR
 form, in the same process. Matvecs are counted for every method (SciPy's by
@@ -26,13 +29,21 @@ import scipy.sparse.linalg as spla
 import pde
 import solvers
 
-
-def build(log_a):
-    return solvers.DiffusionOperator(jnp.exp(log_a))
+FAMILIES = {
+    "darcy": pde.darcy_operator,
+    "nonsymmetric": pde.nonsymmetric_darcy_operator,
+    "helmholtz": None,  # needs the wavenumber: set in main
+}
+build = pde.darcy_operator
 
 
 def assemble(operator):
-    """CSR matrix of a 2-D DiffusionOperator: A = sum_d D_d^T F_d D_d."""
+    """CSR matrix of the operator: exact for DiffusionOperator (sum over
+    dimensions of D_d^T F_d D_d plus the reaction), else column by column."""
+    if not isinstance(operator, solvers.DiffusionOperator):
+        size = operator.shape[0]
+        columns = jax.vmap(operator.mv)(jnp.eye(size))
+        return sps.csr_matrix(np.asarray(columns).T)
     n0, n1 = operator.grid_shape
 
     def difference(n):
@@ -45,7 +56,8 @@ def assemble(operator):
     for d, dim in ((d0, 0), (d1, 1)):
         faces = np.asarray(operator._faces(dim)).reshape(-1)
         matrix = matrix + d.T @ sps.diags(faces) @ d
-    return sps.csr_matrix(matrix)
+    reaction = np.broadcast_to(np.asarray(operator.reaction), (n0, n1)).reshape(-1)
+    return sps.csr_matrix(matrix + sps.diags(reaction))
 
 
 class Counted(spla.LinearOperator):
@@ -91,7 +103,15 @@ def main():
     parser.add_argument("--rtol", type=float, default=1e-8)
     parser.add_argument("--restart", type=int, default=40)
     parser.add_argument("--recycle", type=int, default=10)
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="darcy")
+    parser.add_argument("--wavenumber", type=float, default=15.0)
     args = parser.parse_args()
+    global build
+    if args.family == "helmholtz":
+        build = lambda g: pde.helmholtz_operator(g, args.wavenumber)  # noqa: E731
+    else:
+        build = FAMILIES[args.family]
+    symmetric_positive = args.family == "darcy"
     n, count, rtol = args.n, args.count, args.rtol
     m, k = args.restart, args.recycle
     print(f"# {' '.join(sys.argv)}")
@@ -146,23 +166,26 @@ def main():
             order="greedy",
             warm_start=True,
         ),
-        run_ours(
-            f"recycled CG (k={k}, 3k directions)",
-            solvers.RecycledCG(
-                rtol=rtol, atol=0.0, max_steps=max_steps, recycle=k, collect=3 * k
-            ),
-            log_a,
-            rhs,
-            order="greedy",
-        ),
-        run_ours(
-            "CG",
-            solvers.CG(rtol=rtol, atol=0.0, max_steps=max_steps),
-            log_a,
-            rhs,
-            order="given",
-        ),
     ]
+    if symmetric_positive:
+        results += [
+            run_ours(
+                f"recycled CG (k={k}, 3k directions)",
+                solvers.RecycledCG(
+                    rtol=rtol, atol=0.0, max_steps=max_steps, recycle=k, collect=3 * k
+                ),
+                log_a,
+                rhs,
+                order="greedy",
+            ),
+            run_ours(
+                "CG",
+                solvers.CG(rtol=rtol, atol=0.0, max_steps=max_steps),
+                log_a,
+                rhs,
+                order="given",
+            ),
+        ]
     matrices = [assemble(build(log_a[i])) for i in range(count)]
     rhs_np = np.asarray(rhs)
     results.append(
@@ -194,18 +217,19 @@ def main():
             )[1],
         )
     )
-    results.append(
-        run_scipy(
-            "scipy cg",
-            matrices,
-            rhs_np,
-            lambda a, b: spla.cg(a, b, rtol=rtol, atol=0.0, maxiter=max_steps)[1],
+    if symmetric_positive:
+        results.append(
+            run_scipy(
+                "scipy cg",
+                matrices,
+                rhs_np,
+                lambda a, b: spla.cg(a, b, rtol=rtol, atol=0.0, maxiter=max_steps)[1],
+            )
         )
-    )
     gmres_matvecs = results[0][1].mean()
     gmres_time = results[0][2] / max(results[0][1].sum(), 1)
     header = f"{'method':34} {'matvecs/sys':>11} {'vs GMRES':>8} {'ms/sys':>8} {'us/matvec':>9} {'compile s':>9} {'ok':>3}"
-    print(f"# n = {n} ({n * n} unknowns), {count} systems, rtol {rtol}")
+    print(f"# {args.family}: n = {n} ({n * n} unknowns), {count} systems, rtol {rtol}")
     print(header)
     print("-" * len(header))
     for label, matvecs, elapsed, compile_time, ok in results:

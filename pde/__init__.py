@@ -1,4 +1,7 @@
 """PDE problems and dataset generators (more in development; see the README's
 status table)."""
 
+from ._linear_problems import darcy_operator as darcy_operator
+from ._linear_problems import helmholtz_operator as helmholtz_operator
+from ._linear_problems import nonsymmetric_darcy_operator as nonsymmetric_darcy_operator
 from ._random_field import gaussian_random_field as gaussian_random_field

@@ -32,3 +32,23 @@ def test_same_key_same_field_and_dtype():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="alpha"):
         pde.gaussian_random_field(jax.random.key(1), (8, 8), alpha=-1.0)
+
+
+def test_problem_families_have_the_structure_they_claim():
+    n = 6
+    g = pde.gaussian_random_field(jax.random.key(2), (n + 2, n + 2))
+    eye = jnp.eye(n * n)
+    for build, symmetric in (
+        (pde.darcy_operator, True),
+        (pde.nonsymmetric_darcy_operator, False),
+        (lambda g: pde.helmholtz_operator(g, 30.0), True),
+    ):
+        operator = build(g)
+        dense = np.asarray(jax.vmap(operator.mv)(eye)).T
+        asymmetry = np.max(np.abs(dense - dense.T)) / np.max(np.abs(dense))
+        assert (asymmetry < 1e-14) == symmetric
+        np.testing.assert_allclose(operator.diagonal(), np.diag(dense), rtol=1e-13)
+    eigenvalues = np.linalg.eigvalsh(
+        np.asarray(jax.vmap(pde.helmholtz_operator(g, 30.0).mv)(eye))
+    )
+    assert eigenvalues.min() < 0 < eigenvalues.max()
