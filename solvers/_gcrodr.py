@@ -152,11 +152,24 @@ class GCRODR(AbstractLinearSolver):
         r = b - operator.mv(x0)
         r_norm = norm(r)
 
-        def from_state(_):
+        def rebuild(_):
             # The matrix may have changed: C = qr(A U), U <- U R^{-1}.
             a_u = jax.vmap(operator.mv)(state.basis)
             q, rr = jnp.linalg.qr(a_u.T)
-            c = q.T
+            return q.T, rr
+
+        def no_space(_):
+            return jnp.zeros_like(state.basis), jnp.zeros((k, k), dtype)
+
+        c, rr = lax.cond(state.valid, rebuild, no_space, None)
+        # A U that has (numerically) lost rank cannot be inverted: start over
+        # from a plain cycle rather than carry inf/NaN into the solve.
+        diagonal = jnp.abs(jnp.diagonal(rr))
+        usable = state.valid & (
+            jnp.min(diagonal) > 100 * k * jnp.finfo(dtype).eps * jnp.max(diagonal)
+        )
+
+        def from_state(_):
             u = lax.linalg.triangular_solve(
                 rr, state.basis, left_side=True, lower=False, transpose_a=True
             )
@@ -191,7 +204,7 @@ class GCRODR(AbstractLinearSolver):
             return x, new_r, u, c, cycle["steps"] + 2, cycle["steps"], enough
 
         x, r, u, c, matvecs, steps, have_space = lax.cond(
-            state.valid, from_state, first_cycle, None
+            usable, from_state, first_cycle, None
         )
         r_norm = norm(r)
         max_cycles = -(-self.max_steps // (m - k)) + 2

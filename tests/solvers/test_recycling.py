@@ -90,3 +90,13 @@ def test_solve_sequence_returns_solutions_in_the_callers_order():
     assert out.stats["num_matvecs"].shape == (count,)
     with pytest.raises(ValueError, match="order"):
         solvers.solve_sequence(build, jnp.asarray(log_a), rhs, solver, order="random")
+
+
+def test_a_degenerate_recycle_space_falls_back_to_a_fresh_start():
+    operator, b = next(_sequence(8, 1, seed=5))
+    solver = solvers.GCRODR(rtol=1e-10, atol=0.0, max_steps=2000, restart=20, recycle=4)
+    row = jnp.asarray(np.random.default_rng(0).normal(size=64))
+    repeated = solvers.RecycleState(basis=jnp.stack([row] * 4), valid=jnp.asarray(True))
+    solution = solvers.solve(operator, b, solver, state=repeated)
+    assert solution.result == solvers.RESULTS.successful
+    assert bool(jnp.all(jnp.isfinite(solution.state.basis)))
