@@ -8,6 +8,7 @@ from jax import lax
 from jaxtyping import Array, Bool, Float
 
 from ._arnoldi import arnoldi_cycle, triangular_update
+from ._preconditioner import identity
 from ._results import RESULTS
 from ._solver import (
     AbstractLinearSolver,
@@ -37,7 +38,7 @@ def _matmul(a, b):
     return jnp.matmul(a, b, precision=_HIGHEST)
 
 
-def _harmonic_ritz_basis(g, directions, krylov_basis, used, k):
+def _harmonic_ritz_basis(g, directions, krylov_basis, used, k, basis_products):
     """k harmonic Ritz directions from A W = V G, as a real orthonormal m x k P.
 
     Solves G^T G p = theta G^T V^T W p (Parks et al. 2006, eq. 2.11, in the
@@ -49,7 +50,9 @@ def _harmonic_ritz_basis(g, directions, krylov_basis, used, k):
     span the same real 2-D subspace as the pair.
     """
     left = _matmul(g.T, g)
-    right = _matmul(g.T, _matmul(krylov_basis, directions.T))
+    if basis_products is None:
+        basis_products = _matmul(krylov_basis, directions.T)
+    right = _matmul(g.T, basis_products)
     scale = jnp.max(jnp.abs(left)) + 1.0
     unused = jnp.diag(jnp.where(used, 0.0, 1.0))
     left = jnp.where(used[:, None] & used[None, :], left, 0.0) + 1e12 * scale * unused
@@ -66,9 +69,26 @@ def _harmonic_ritz_basis(g, directions, krylov_basis, used, k):
     return q
 
 
-def _recycle_from_cycle(g, directions, krylov_basis, used, k):
+def _structured_products(krylov_basis, recycled, used):
+    """V^ W^T without preconditioning, where W = [U~; V_0..V_{m-k-1}] and
+    V^ = [C; V]: only the U~ columns need products (V is orthonormal and
+    orthogonal to C), which saves (m+1)(m-k) of the (m+1)m inner products."""
+    k = recycled.shape[0]
+    m = used.shape[0]
+    rows = jnp.arange(m + 1)[:, None]
+    columns = jnp.arange(m)[None, :]
+    krylov_part = jnp.where(
+        (rows == columns) & (columns >= k) & used[None, :], 1.0, 0.0
+    )
+    krylov_part = krylov_part.astype(krylov_basis.dtype)
+    if k == 0:
+        return krylov_part
+    return krylov_part.at[:, :k].set(_matmul(krylov_basis, recycled.T))
+
+
+def _recycle_from_cycle(g, directions, krylov_basis, used, k, basis_products=None):
     """(U, C) rows with A U = C, C orthonormal, from a cycle with A W = V G."""
-    p = _harmonic_ritz_basis(g, directions, krylov_basis, used, k)
+    p = _harmonic_ritz_basis(g, directions, krylov_basis, used, k, basis_products)
     q, r = jnp.linalg.qr(_matmul(g, p))
     c = _matmul(q.T, krylov_basis)
     u = _matmul(p.T, directions)
@@ -151,6 +171,12 @@ class GCRODR(AbstractLinearSolver):
         history = jnp.full(self.max_steps, jnp.nan, dtype)
         r = b - operator.mv(x0)
         r_norm = norm(r)
+        unpreconditioned = preconditioner is identity
+
+        def plain_products(cycle, used):
+            if not unpreconditioned:
+                return None
+            return _structured_products(cycle["V"], cycle["V"][:0], used)
 
         def rebuild(_):
             # The matrix may have changed: C = qr(A U), U <- U R^{-1}.
@@ -195,7 +221,9 @@ class GCRODR(AbstractLinearSolver):
             y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
             x = x0 + _matmul(y, cycle["Z"])
             used = jnp.arange(m) < cycle["steps"]
-            u, c = _recycle_from_cycle(cycle["H"], cycle["Z"], cycle["V"], used, k)
+            u, c = _recycle_from_cycle(
+                cycle["H"], cycle["Z"], cycle["V"], used, k, plain_products(cycle, used)
+            )
             enough = cycle["steps"] >= k
             u = jnp.where(enough, u, 0.0)
             c = jnp.where(enough, c, 0.0)
@@ -245,7 +273,14 @@ class GCRODR(AbstractLinearSolver):
             directions = jnp.concatenate([u_scaled, cycle["Z"]])
             krylov_basis = jnp.concatenate([c, cycle["V"]])
             x = x + _matmul(y, directions)
-            new_u, new_c = _recycle_from_cycle(g, directions, krylov_basis, used, k)
+            products = (
+                _structured_products(krylov_basis, u_scaled, used)
+                if unpreconditioned
+                else None
+            )
+            new_u, new_c = _recycle_from_cycle(
+                g, directions, krylov_basis, used, k, products
+            )
             new_r = b - operator.mv(x)
             new_norm = norm(new_r)
             positions = steps + jnp.arange(m - k)
@@ -290,7 +325,7 @@ class GCRODR(AbstractLinearSolver):
             x = x + _matmul(y, cycle["Z"])
             used = jnp.arange(m) < cycle["steps"]
             new_u, new_c = _recycle_from_cycle(
-                cycle["H"], cycle["Z"], cycle["V"], used, k
+                cycle["H"], cycle["Z"], cycle["V"], used, k, plain_products(cycle, used)
             )
             enough = cycle["steps"] >= k
             new_r = b - operator.mv(x)

@@ -25,10 +25,16 @@ class Jacobi(AbstractPreconditioner):
         return lambda v: inverse * v
 
 
+def identity(vector):
+    """No preconditioning. Solvers recognise this function (``is identity``)
+    to skip work that only a real preconditioner needs."""
+    return vector
+
+
 def as_preconditioner(preconditioner, operator, like):
     """None -> identity; AbstractPreconditioner -> built; operator/array/callable -> its mv."""
     if preconditioner is None:
-        return lambda v: v
+        return identity
     if isinstance(preconditioner, AbstractPreconditioner):
         return preconditioner.build(operator)
     matrix = as_operator(preconditioner, like)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._operator import FunctionOperator, as_operator
-from ._preconditioner import as_preconditioner
+from ._preconditioner import as_preconditioner, identity
 from ._results import RESULTS
 from ._solution import Solution
 from ._solver import AbstractLinearSolver
@@ -105,12 +105,17 @@ def solve(
         def transposed(vecmat, rhs):
             # Cotangent solve with A^T (and M^T): same method, fresh state.
             wrapped = FunctionOperator(vecmat, rhs.shape[0], rhs.dtype)
-            transposed_precondition = jax.linear_transpose(precondition, rhs)
+            if precondition is identity:
+                transposed_precondition = lambda v: (v,)  # noqa: E731
+            else:
+                transposed_precondition = jax.linear_transpose(precondition, rhs)
             x, result, stats, _ = solver.compute(
                 wrapped,
                 rhs,
                 jnp.zeros_like(rhs),
-                lambda v: transposed_precondition(v)[0],
+                identity
+                if precondition is identity
+                else lambda v: transposed_precondition(v)[0],
                 solver.init_state(wrapped, rhs),
                 False,
             )
