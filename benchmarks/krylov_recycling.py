@@ -121,71 +121,32 @@ def main():
     log_a = jax.vmap(lambda key: pde.gaussian_random_field(key, (n + 2, n + 2)))(keys)
     rhs = jnp.ones((count, n * n))
     max_steps = 20 * n * n
-    results = [
-        run_ours(
-            f"GMRES({m})",
-            solvers.GMRES(rtol=rtol, atol=0.0, max_steps=max_steps, restart=m),
-            log_a,
-            rhs,
-            order="given",
-        ),
-        run_ours(
+    tolerances = {"rtol": rtol, "atol": 0.0, "max_steps": max_steps}
+    gcrodr = solvers.GCRODR(**tolerances, restart=m, recycle=k)
+    runs = [
+        (f"GMRES({m})", solvers.GMRES(**tolerances, restart=m), {"order": "given"}),
+        (
             f"GMRES-DR({m},{k})",
-            solvers.GMRESDR(
-                rtol=rtol, atol=0.0, max_steps=max_steps, restart=m, recycle=k
-            ),
-            log_a,
-            rhs,
-            order="given",
+            solvers.GMRESDR(**tolerances, restart=m, recycle=k),
+            {"order": "given"},
         ),
-        run_ours(
-            f"GCRO-DR({m},{k}) given order",
-            solvers.GCRODR(
-                rtol=rtol, atol=0.0, max_steps=max_steps, restart=m, recycle=k
-            ),
-            log_a,
-            rhs,
-            order="given",
-        ),
-        run_ours(
-            f"SKR: GCRO-DR({m},{k}) greedy",
-            solvers.GCRODR(
-                rtol=rtol, atol=0.0, max_steps=max_steps, restart=m, recycle=k
-            ),
-            log_a,
-            rhs,
-            order="greedy",
-        ),
-        run_ours(
-            "SKR + warm start",
-            solvers.GCRODR(
-                rtol=rtol, atol=0.0, max_steps=max_steps, restart=m, recycle=k
-            ),
-            log_a,
-            rhs,
-            order="greedy",
-            warm_start=True,
-        ),
+        (f"GCRO-DR({m},{k}) given order", gcrodr, {"order": "given"}),
+        (f"SKR: GCRO-DR({m},{k}) greedy", gcrodr, {"order": "greedy"}),
+        ("SKR + warm start", gcrodr, {"order": "greedy", "warm_start": True}),
     ]
     if symmetric_positive:
-        results += [
-            run_ours(
+        runs += [
+            (
                 f"recycled CG (k={k}, 3k directions)",
-                solvers.RecycledCG(
-                    rtol=rtol, atol=0.0, max_steps=max_steps, recycle=k, collect=3 * k
-                ),
-                log_a,
-                rhs,
-                order="greedy",
+                solvers.RecycledCG(**tolerances, recycle=k, collect=3 * k),
+                {"order": "greedy"},
             ),
-            run_ours(
-                "CG",
-                solvers.CG(rtol=rtol, atol=0.0, max_steps=max_steps),
-                log_a,
-                rhs,
-                order="given",
-            ),
+            ("CG", solvers.CG(**tolerances), {"order": "given"}),
         ]
+    results = [
+        run_ours(label, solver, log_a, rhs, **options)
+        for label, solver, options in runs
+    ]
     matrices = [assemble(build(log_a[i])) for i in range(count)]
     rhs_np = np.asarray(rhs)
     results.append(

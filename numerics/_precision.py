@@ -91,12 +91,18 @@ def kernel_parameters(dtype) -> KernelParameters:
     return _FLOAT64 if jnp.dtype(dtype) == jnp.float64 else _FLOAT32
 
 
-def working_dtype(*arrays) -> np.dtype:
-    """The floating dtype the kernels compute in: inputs' result type, with
-    integers promoted to the default float and 16-bit floats raised to float32."""
+def input_float_dtype(*arrays) -> np.dtype:
+    """The inputs' result type, integers promoted to the default float."""
     dtype = jnp.result_type(*arrays)
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
+    return jnp.dtype(dtype)
+
+
+def working_dtype(*arrays) -> np.dtype:
+    """The floating dtype the kernels compute in: inputs' result type, with
+    integers promoted to the default float and 16-bit floats raised to float32."""
+    dtype = input_float_dtype(*arrays)
     if jnp.finfo(dtype).bits < 32:
         dtype = jnp.dtype(jnp.float32)
     return jnp.dtype(dtype)
@@ -111,10 +117,7 @@ def returns_input_dtype(function):
 
     @functools.wraps(function)
     def wrapper(v, x):
-        dtype = jnp.result_type(v, x)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            dtype = jnp.result_type(float)
-        return function(v, x).astype(dtype)
+        return function(v, x).astype(input_float_dtype(v, x))
 
     return wrapper
 

@@ -7,7 +7,6 @@ and reports how the solve ended in ``Solution.result``.
 from ._cg import CG as CG
 from ._gcrodr import GCRODR as GCRODR
 from ._gcrodr import GMRESDR as GMRESDR
-from ._gcrodr import RecycleState as RecycleState
 from ._gmres import GMRES as GMRES
 from ._operator import FunctionOperator as FunctionOperator
 from ._operator import LinearOperator as LinearOperator
@@ -15,6 +14,7 @@ from ._operator import MatrixOperator as MatrixOperator
 from ._operator import SparseOperator as SparseOperator
 from ._preconditioner import AbstractPreconditioner as AbstractPreconditioner
 from ._preconditioner import Jacobi as Jacobi
+from ._recycle_state import RecycleState as RecycleState
 from ._recycled_cg import RecycledCG as RecycledCG
 from ._results import RESULTS as RESULTS
 from ._sequence import SequenceSolution as SequenceSolution

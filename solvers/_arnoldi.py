@@ -147,3 +147,14 @@ def triangular_update(rotated, g, steps):
     return lax.linalg.triangular_solve(
         square, rhs[:, None], left_side=True, lower=False
     )[:, 0]
+
+
+def record_history(history, start, cycle):
+    """Write a cycle's residual estimates into the NaN-padded history at
+    positions start, start + 1, ... (those past max_steps are dropped)."""
+    width = cycle["g"].shape[0] - 1
+    positions = start + jnp.arange(width)
+    valid = jnp.arange(width) < cycle["steps"]
+    return history.at[jnp.where(valid, positions, history.shape[0])].set(
+        jnp.abs(cycle["g"][1:]), mode="drop"
+    )

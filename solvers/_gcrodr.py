@@ -1,14 +1,13 @@
 """GCRO-DR: GMRES with deflated restarting and a recycled subspace carried
 from one system to the next."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, Bool, Float
 
-from ._arnoldi import arnoldi_cycle, triangular_update
+from ._arnoldi import arnoldi_cycle, record_history, triangular_update
 from ._preconditioner import identity
+from ._recycle_state import RecycleState, check_recycle_state, empty_recycle_state
 from ._results import RESULTS
 from ._solver import (
     AbstractLinearSolver,
@@ -17,25 +16,10 @@ from ._solver import (
     final_result,
     iterate,
     make_stats,
+    matmul,
     norm,
     tolerance,
 )
-
-_HIGHEST = lax.Precision.HIGHEST
-
-
-class RecycleState(eqx.Module):
-    """GCRO-DR's recycle space, in x-space: rows of ``basis`` span U, k
-    approximate invariant-subspace directions (harmonic Ritz vectors of the
-    last system). ``valid`` is False until a solve has produced one.
-    Export it (it is plain arrays) and pass it to the next ``solve``."""
-
-    basis: Float[Array, "k n"]
-    valid: Bool[Array, ""]
-
-
-def _matmul(a, b):
-    return jnp.matmul(a, b, precision=_HIGHEST)
 
 
 def _harmonic_ritz_basis(g, directions, krylov_basis, used, k, basis_products):
@@ -49,10 +33,10 @@ def _harmonic_ritz_basis(g, directions, krylov_basis, used, k, basis_products):
     chosen. Complex pairs contribute their real and imaginary parts, which
     span the same real 2-D subspace as the pair.
     """
-    left = _matmul(g.T, g)
+    left = matmul(g.T, g)
     if basis_products is None:
-        basis_products = _matmul(krylov_basis, directions.T)
-    right = _matmul(g.T, basis_products)
+        basis_products = matmul(krylov_basis, directions.T)
+    right = matmul(g.T, basis_products)
     scale = jnp.max(jnp.abs(left)) + 1.0
     unused = jnp.diag(jnp.where(used, 0.0, 1.0))
     left = jnp.where(used[:, None] & used[None, :], left, 0.0) + 1e12 * scale * unused
@@ -83,15 +67,15 @@ def _structured_products(krylov_basis, recycled, used):
     krylov_part = krylov_part.astype(krylov_basis.dtype)
     if k == 0:
         return krylov_part
-    return krylov_part.at[:, :k].set(_matmul(krylov_basis, recycled.T))
+    return krylov_part.at[:, :k].set(matmul(krylov_basis, recycled.T))
 
 
 def _recycle_from_cycle(g, directions, krylov_basis, used, k, basis_products=None):
     """(U, C) rows with A U = C, C orthonormal, from a cycle with A W = V G."""
     p = _harmonic_ritz_basis(g, directions, krylov_basis, used, k, basis_products)
-    q, r = jnp.linalg.qr(_matmul(g, p))
-    c = _matmul(q.T, krylov_basis)
-    u = _matmul(p.T, directions)
+    q, r = jnp.linalg.qr(matmul(g, p))
+    c = matmul(q.T, krylov_basis)
+    u = matmul(p.T, directions)
     # U R^{-1} in column form is R^{-T} U in rows.
     u = lax.linalg.triangular_solve(r, u, left_side=True, lower=False, transpose_a=True)
     return u, c
@@ -151,20 +135,10 @@ class GCRODR(AbstractLinearSolver):
             )
 
     def init_state(self, operator, b):
-        return RecycleState(
-            basis=jnp.zeros((self.recycle, b.shape[0]), b.dtype),
-            valid=jnp.asarray(False),
-        )
+        return empty_recycle_state(self.recycle, b)
 
     def compute(self, operator, b, x0, preconditioner, state, unrolled):
-        if (
-            state.basis.shape != (self.recycle, b.shape[0])
-            or state.basis.dtype != b.dtype
-        ):
-            raise ValueError(
-                f"state.basis must have shape {(self.recycle, b.shape[0])} and dtype "
-                f"{b.dtype}; got {state.basis.shape}, {state.basis.dtype}."
-            )
+        check_recycle_state(state, self.recycle, b)
         m, k = self.restart, self.recycle
         dtype = b.dtype
         limit = tolerance(self, norm(b))
@@ -199,40 +173,22 @@ class GCRODR(AbstractLinearSolver):
             u = lax.linalg.triangular_solve(
                 rr, state.basis, left_side=True, lower=False, transpose_a=True
             )
-            coefficients = _matmul(c, r)
-            x = x0 + _matmul(coefficients, u)
-            new_r = r - _matmul(coefficients, c)
+            coefficients = matmul(c, r)
+            x = x0 + matmul(coefficients, u)
+            new_r = r - matmul(coefficients, c)
             # k matvecs for A U, one for the initial residual
-            return x, new_r, u, c, jnp.asarray(k + 1), jnp.asarray(0), jnp.asarray(True)
+            return x, new_r, u, c, jnp.asarray(k + 1), jnp.asarray(True)
 
-        def first_cycle(_):
-            # Plain GMRES(m) cycle, whose harmonic Ritz vectors seed U.
-            cycle = arnoldi_cycle(
-                operator,
-                preconditioner,
-                r,
-                r_norm,
-                m,
-                self.max_steps,
-                limit,
-                None,
-                unrolled,
-            )
-            y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
-            x = x0 + _matmul(y, cycle["Z"])
-            used = jnp.arange(m) < cycle["steps"]
-            u, c = _recycle_from_cycle(
-                cycle["H"], cycle["Z"], cycle["V"], used, k, plain_products(cycle, used)
-            )
-            enough = cycle["steps"] >= k
-            u = jnp.where(enough, u, 0.0)
-            c = jnp.where(enough, c, 0.0)
-            new_r = b - operator.mv(x)
-            # the cycle's steps, the initial and the final residual
-            return x, new_r, u, c, cycle["steps"] + 2, cycle["steps"], enough
+        def start_fresh(_):
+            # No usable space: the loop's first cycle is a plain GMRES(m)
+            # cycle, whose harmonic Ritz vectors seed U. A U of an unusable
+            # space was computed all the same.
+            spent = jnp.where(state.valid, k, 0)
+            zeros = jnp.zeros_like(state.basis)
+            return x0, r, zeros, zeros, 1 + spent, jnp.asarray(False)
 
-        x, r, u, c, matvecs, steps, have_space = lax.cond(
-            usable, from_state, first_cycle, None
+        x, r, u, c, matvecs, have_space = lax.cond(
+            usable, from_state, start_fresh, None
         )
         r_norm = norm(r)
         max_cycles = -(-self.max_steps // (m - k)) + 2
@@ -272,7 +228,7 @@ class GCRODR(AbstractLinearSolver):
             y = _least_squares(g, rhs, used)
             directions = jnp.concatenate([u_scaled, cycle["Z"]])
             krylov_basis = jnp.concatenate([c, cycle["V"]])
-            x = x + _matmul(y, directions)
+            x = x + matmul(y, directions)
             products = (
                 _structured_products(krylov_basis, u_scaled, used)
                 if unpreconditioned
@@ -283,11 +239,7 @@ class GCRODR(AbstractLinearSolver):
             )
             new_r = b - operator.mv(x)
             new_norm = norm(new_r)
-            positions = steps + jnp.arange(m - k)
-            valid = jnp.arange(m - k) < cycle["steps"]
-            history = history.at[jnp.where(valid, positions, self.max_steps)].set(
-                jnp.abs(cycle["g"][1:]), mode="drop"
-            )
+            history = record_history(history, steps, cycle)
             finite = cycle["finite"] & jnp.isfinite(new_norm)
             result = cycle_result(finite, new_norm, r_norm, limit)
             return (
@@ -304,11 +256,11 @@ class GCRODR(AbstractLinearSolver):
             )
 
         def body(carry):
-            # Without a recycle space (first cycle too short) fall back to a
-            # GMRES cycle, which then seeds the space.
-            return lax.cond(carry[-1], deflated_cycle, _plain_cycle, carry)
+            # Without a recycle space (none passed in, or the last plain cycle
+            # was shorter than k) run a GMRES cycle, which seeds the space.
+            return lax.cond(carry[-1], deflated_cycle, plain_cycle, carry)
 
-        def _plain_cycle(carry):
+        def plain_cycle(carry):
             x, r, r_norm, u, c, steps, matvecs, _, history, _ = carry
             cycle = arnoldi_cycle(
                 operator,
@@ -322,7 +274,7 @@ class GCRODR(AbstractLinearSolver):
                 unrolled,
             )
             y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
-            x = x + _matmul(y, cycle["Z"])
+            x = x + matmul(y, cycle["Z"])
             used = jnp.arange(m) < cycle["steps"]
             new_u, new_c = _recycle_from_cycle(
                 cycle["H"], cycle["Z"], cycle["V"], used, k, plain_products(cycle, used)
@@ -330,6 +282,7 @@ class GCRODR(AbstractLinearSolver):
             enough = cycle["steps"] >= k
             new_r = b - operator.mv(x)
             new_norm = norm(new_r)
+            history = record_history(history, steps, cycle)
             finite = cycle["finite"] & jnp.isfinite(new_norm)
             result = cycle_result(finite, new_norm, r_norm, limit)
             return (
@@ -351,7 +304,7 @@ class GCRODR(AbstractLinearSolver):
             r_norm,
             u,
             c,
-            steps,
+            jnp.asarray(0),
             matvecs,
             RESULTS.successful,
             history,
@@ -382,7 +335,7 @@ def _least_squares(g, rhs, used):
     )
     q, r = jnp.linalg.qr(g + fill)
     y = lax.linalg.triangular_solve(
-        r, _matmul(q.T, rhs)[:, None], left_side=True, lower=False
+        r, matmul(q.T, rhs)[:, None], left_side=True, lower=False
     )[:, 0]
     return jnp.where(used, y, 0.0)
 

@@ -2,7 +2,7 @@
 
 import jax.numpy as jnp
 
-from ._arnoldi import arnoldi_cycle, triangular_update
+from ._arnoldi import arnoldi_cycle, record_history, triangular_update
 from ._results import RESULTS
 from ._solver import (
     AbstractLinearSolver,
@@ -11,6 +11,7 @@ from ._solver import (
     final_result,
     iterate,
     make_stats,
+    matmul,
     norm,
     tolerance,
 )
@@ -64,7 +65,7 @@ class GMRES(AbstractLinearSolver):
 
 
 def restarted_gmres(solver, operator, b, x0, preconditioner, unrolled):
-    """The GMRES(m) loop; also GCRO-DR's first cycle when it has no recycle space."""
+    """The GMRES(m) restart loop: (x, result, stats)."""
     dtype = b.dtype
     restart = min(solver.restart, solver.max_steps)
     limit = tolerance(solver, norm(b))
@@ -105,15 +106,10 @@ def restarted_gmres(solver, operator, b, x0, preconditioner, unrolled):
             unrolled,
         )
         y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
-        x = x + jnp.matmul(y, cycle["Z"], precision="highest")
+        x = x + matmul(y, cycle["Z"])
         new_r = b - operator.mv(x)
         new_norm = norm(new_r)
-        estimates = jnp.abs(cycle["g"][1:])
-        positions = steps + jnp.arange(restart)
-        valid = jnp.arange(restart) < cycle["steps"]
-        history = history.at[jnp.where(valid, positions, solver.max_steps)].set(
-            estimates, mode="drop"
-        )
+        history = record_history(history, steps, cycle)
         finite = cycle["finite"] & jnp.isfinite(new_norm)
         result = cycle_result(finite, new_norm, r_norm, limit)
         return (

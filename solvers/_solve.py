@@ -106,16 +106,15 @@ def solve(
             # Cotangent solve with A^T (and M^T): same method, fresh state.
             wrapped = FunctionOperator(vecmat, rhs.shape[0], rhs.dtype)
             if precondition is identity:
-                transposed_precondition = lambda v: (v,)  # noqa: E731
+                transposed_precondition = identity
             else:
-                transposed_precondition = jax.linear_transpose(precondition, rhs)
+                transpose = jax.linear_transpose(precondition, rhs)
+                transposed_precondition = lambda v: transpose(v)[0]  # noqa: E731
             x, result, stats, _ = solver.compute(
                 wrapped,
                 rhs,
                 jnp.zeros_like(rhs),
-                identity
-                if precondition is identity
-                else lambda v: transposed_precondition(v)[0],
+                transposed_precondition,
                 solver.init_state(wrapped, rhs),
                 False,
             )

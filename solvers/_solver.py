@@ -82,6 +82,12 @@ def tolerance(solver, b_norm):
     return jnp.maximum(solver.rtol * b_norm, solver.atol).astype(b_norm.dtype)
 
 
+def matmul(a, b):
+    """Matrix products of Krylov bases at full precision (GPUs would
+    otherwise use TF32 for float32 and lose orthogonality)."""
+    return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+
+
 def dot(a, b):
     return jnp.vdot(a, b, precision=lax.Precision.HIGHEST)
 
