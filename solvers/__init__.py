@@ -8,6 +8,7 @@ from ._cg import CG as CG
 from ._gcrodr import GCRODR as GCRODR
 from ._gcrodr import GMRESDR as GMRESDR
 from ._gmres import GMRES as GMRES
+from ._multigrid import Multigrid as Multigrid
 from ._operator import FunctionOperator as FunctionOperator
 from ._operator import LinearOperator as LinearOperator
 from ._operator import MatrixOperator as MatrixOperator

@@ -1,5 +1,6 @@
 """Matrix-free finite-difference operators on structured grids."""
 
+import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -17,7 +18,8 @@ def _neighbours(ndim, dim):
 
 class DiffusionOperator(LinearOperator):
     r"""$A u = -\nabla\cdot(a \nabla u) + c\,u$ on the unit box, 2-D or 3-D,
-    with $u = 0$ on the boundary (Dirichlet), matrix-free.
+    with $u = 0$ (Dirichlet) or zero flux (Neumann) on the boundary,
+    matrix-free.
 
     Second-order conservative finite differences on the nodes of a uniform
     grid: with $n_d + 2$ nodes per dimension (boundary included) and spacing
@@ -31,16 +33,29 @@ class DiffusionOperator(LinearOperator):
     $a > 0$, $c \ge 0$; $c < 0$ large enough (Helmholtz, $c = -k^2$) makes it
     indefinite.
 
+    With ``boundary="neumann"`` the faces between the boundary ring and the
+    first interior nodes carry no flux (the boundary ring's coefficients are
+    then unused): the cell-centred zero-flux discretisation. With $c = 0$ that
+    operator is singular (constants are its null space); $Au = b$ is solvable
+    for $\sum b = 0$, and CG with ``Multigrid`` solves it.
+
     Args:
         coefficient: a on all nodes, shape (n_1 + 2, ..., n_d + 2), d = 2 or 3.
         reaction: c on the interior nodes (shape (n_1, ..., n_d)) or a scalar;
             default 0.
+        boundary: "dirichlet" (default) or "neumann".
     """
 
     coefficient: Float[Array, "..."]
     reaction: Float[Array, "..."] | float = 0.0
+    boundary: str = eqx.field(default="dirichlet", static=True)
 
     def __check_init__(self):
+        if self.boundary not in ("dirichlet", "neumann"):
+            raise ValueError(
+                "DiffusionOperator: boundary must be 'dirichlet' or 'neumann', "
+                f"got {self.boundary!r}."
+            )
         if self.coefficient.ndim not in (2, 3):
             raise ValueError(
                 "DiffusionOperator: coefficient must be 2-D or 3-D (nodes including "
@@ -83,7 +98,12 @@ class DiffusionOperator(LinearOperator):
         a = a[interior]
         lower, upper = _neighbours(a.ndim, dim)
         h = 1.0 / (a.shape[dim] - 1)
-        return 0.5 * (a[lower] + a[upper]) / (h * h)
+        faces = 0.5 * (a[lower] + a[upper]) / (h * h)
+        if self.boundary == "neumann":
+            closed = [slice(None)] * a.ndim
+            closed[dim] = jnp.array([0, -1])
+            faces = faces.at[tuple(closed)].set(0.0)
+        return faces
 
     def mv(self, vector):
         u = vector.reshape(self.grid_shape)

@@ -50,7 +50,9 @@ def dense_of(operator):
 
 
 @pytest.mark.parametrize("name", SOLVERS)
-@pytest.mark.parametrize("preconditioner", [None, solvers.Jacobi()])
+@pytest.mark.parametrize(
+    "preconditioner", [None, solvers.Jacobi(), solvers.Multigrid(coarsest_size=8)]
+)
 def test_spd_against_dense_solve(name, preconditioner):
     operator, b = spd_problem()
     solver = SOLVERS[name](1e-11, 0.0, 1000)

@@ -1,0 +1,289 @@
+"""Geometric multigrid V-cycle for operators on structured grids."""
+
+import itertools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._operator import LinearOperator
+from ._preconditioner import AbstractPreconditioner
+
+
+def _offsets(ndim):
+    """The 3^d stencil offsets (shifted by +1 so that they index a padded array)."""
+    return list(itertools.product(range(3), repeat=ndim))
+
+
+def _apply_stencil(stencil, u):
+    """sum_o stencil[o] * u[i + o - 1], u = 0 outside the grid."""
+    padded = jnp.pad(u, 1)
+    out = jnp.zeros_like(u)
+    for k, offset in enumerate(_offsets(u.ndim)):
+        window = tuple(slice(o, o + n) for o, n in zip(offset, u.shape, strict=True))
+        out = out + stencil[k] * padded[window]
+    return out
+
+
+def _probe(colour, grid_shape, dtype):
+    """Ones where index = colour (mod 3) in every dimension, colour given as a
+    flat index into {0,1,2}^d. Nodes one apart in each dimension never share a
+    colour, so a map whose couplings reach at most one node per dimension is
+    read off exactly by its 3^d probes."""
+    index = jnp.indices(grid_shape, dtype=jnp.int32)
+    mask = jnp.ones(grid_shape, bool)
+    for d in reversed(range(len(grid_shape))):
+        mask = mask & (index[d] % 3 == colour % 3)
+        colour = colour // 3
+    return mask.astype(dtype)
+
+
+def _colour_count(grid_shape):
+    return 3 ** len(grid_shape)
+
+
+def _probe_stencil(apply, grid_shape, dtype):
+    """The (3^d, *grid) stencil of a linear map with couplings of reach one,
+    from 3^d applications (a rolled loop: one trace of ``apply``)."""
+    responses = lax.map(
+        lambda colour: apply(_probe(colour, grid_shape, dtype)),
+        jnp.arange(_colour_count(grid_shape), dtype=jnp.int32),
+    )
+    index = jnp.indices(grid_shape, dtype=jnp.int32)
+    colours = []
+    for offset in _offsets(len(grid_shape)):
+        # the probe that carries entry (i, i + o - 1) at node i
+        flat = jnp.zeros(grid_shape, jnp.int32)
+        for d, o in enumerate(offset):
+            flat = 3 * flat + (index[d] + o - 1) % 3
+        colours.append(flat)
+    return jnp.take_along_axis(responses, jnp.stack(colours), axis=0)
+
+
+def _diagonal_and_row_sum(apply, grid_shape, dtype):
+    """diag(A) and sum_j |a_ij| of a reach-one map, without storing its stencil:
+    every probe's response at node i is exactly one entry of row i."""
+
+    def accumulate(colour, carry):
+        diagonal, row_sum = carry
+        probe = _probe(colour, grid_shape, dtype)
+        response = apply(probe)
+        return jnp.where(probe > 0, response, diagonal), row_sum + jnp.abs(response)
+
+    zeros = jnp.zeros(grid_shape, dtype)
+    return lax.fori_loop(0, _colour_count(grid_shape), accumulate, (zeros, zeros))
+
+
+def _prolong_axis(coarse, axis, fine_size, neumann):
+    """Linear interpolation along one axis: coarse node j sits on fine node
+    2j + 1; fine nodes in between take the mean of their neighbours. Beyond the
+    ends the coarse value is 0 (Dirichlet) or repeated (Neumann, so that
+    constants, the Neumann null space, are interpolated exactly)."""
+    c = jnp.moveaxis(coarse, axis, 0)
+    m = c.shape[0]
+    if neumann:
+        padded = jnp.concatenate([c[:1], c, c[-1:]])
+    else:
+        padded = jnp.pad(c, [(1, 1)] + [(0, 0)] * (c.ndim - 1))
+    between = 0.5 * (padded[:-1] + padded[1:])
+    fine = jnp.stack([between[:m], c], axis=1).reshape((2 * m,) + c.shape[1:])
+    fine = jnp.concatenate([fine, between[m:]])[:fine_size]
+    return jnp.moveaxis(fine, 0, axis)
+
+
+def _prolongation(fine_shape, neumann):
+    def prolong(coarse):
+        for axis, size in enumerate(fine_shape):
+            coarse = _prolong_axis(coarse, axis, size, neumann)
+        return coarse
+
+    return prolong
+
+
+class _Level(NamedTuple):
+    apply: Callable
+    inverse_diagonal: jax.Array
+    upper: jax.Array
+    prolong: Callable
+    restrict: Callable
+
+
+def _chebyshev(level, b, x, degree, lower_fraction):
+    """Chebyshev-accelerated Jacobi: degree steps of the polynomial in
+    D^{-1} A that is smallest on [lower_fraction * upper, upper], the part of
+    the spectrum the coarse grid cannot represent."""
+    upper = level.upper
+    lower = lower_fraction * upper
+    theta, delta = 0.5 * (upper + lower), 0.5 * (upper - lower)
+    sigma = theta / delta
+    rho = 1.0 / sigma
+    residual = b if x is None else b - level.apply(x)
+    step = level.inverse_diagonal * residual / theta
+    x = step if x is None else x + step
+    for _ in range(degree - 1):
+        residual = residual - level.apply(step)
+        rho_next = 1.0 / (2.0 * sigma - rho)
+        step = rho_next * rho * step + (2.0 * rho_next / delta) * (
+            level.inverse_diagonal * residual
+        )
+        x = x + step
+        rho = rho_next
+    return x
+
+
+class Multigrid(AbstractPreconditioner):
+    r"""Geometric multigrid V-cycle, $M \approx A^{-1}$, for operators on
+    structured 2-D and 3-D grids (``DiffusionOperator``: variable coefficients,
+    Dirichlet or Neumann; any operator whose couplings reach one node per
+    dimension, e.g. 5-, 7-, 9- or 27-point stencils).
+
+    Hierarchy: full coarsening by two (coarse node j on fine node 2j + 1),
+    multilinear interpolation P, restriction $P^T$, Galerkin coarse operators
+    $A_{l+1} = P^T A_l P$. Every coarse stencil (3^d-point) is read off with
+    3^d applications of the finer operator to coloured probe vectors, so the
+    setup is matrix-free, jittable and vmappable, and needs only ``mv``.
+    Galerkin coarsening keeps coefficient jumps (e.g. the two-valued Darcy
+    coefficient of the FNO benchmark) that re-discretised coarse operators
+    would smear out.
+
+    Smoother: Chebyshev-accelerated Jacobi of ``degree`` steps before and
+    after the coarse correction, on $[\,$``lower_fraction``$\,\lambda, \lambda]$
+    with $\lambda$ Gershgorin's bound on the spectrum of $D^{-1}A$. Coarsest
+    level (at most ``coarsest_size`` unknowns): a dense pseudo-inverse, so the
+    singular pure-Neumann operator is handled too (b must then sum to zero).
+
+    For SPD A the V-cycle is SPD (the pre- and post-smoother are the same
+    polynomial), so it preconditions CG; it also serves GMRES / GCRO-DR. It
+    needs a positive diagonal: not for indefinite Helmholtz operators.
+    PCG iteration counts stay flat as the grid is refined (see
+    ``benchmarks/multigrid.py``).
+
+    Args:
+        grid_shape: the grid of the unknowns (row-major); default
+            ``operator.grid_shape``.
+        boundary: "dirichlet" or "neumann" (interpolation at the edges);
+            default ``operator.boundary`` if it has one, else "dirichlet".
+        degree: Chebyshev steps per smoothing (>= 1).
+        lower_fraction: lower end of the smoothed interval relative to the
+            upper, in (0, 1).
+        coarsest_size: stop coarsening at this many unknowns.
+
+    References:
+        Trottenberg, Oosterlee & Schüller, *Multigrid* (2001), ch. 2 and 7;
+        Adams, Brezina, Hu & Tuminaro, "Parallel multigrid smoothing:
+        polynomial versus Gauss-Seidel", J. Comput. Phys. 188 (2003).
+    """
+
+    grid_shape: tuple[int, ...] | None = eqx.field(default=None, static=True)
+    boundary: str | None = eqx.field(default=None, static=True)
+    degree: int = eqx.field(default=2, static=True)
+    lower_fraction: float = eqx.field(default=0.3, static=True)
+    coarsest_size: int = eqx.field(default=512, static=True)
+
+    def __check_init__(self):
+        if self.boundary not in (None, "dirichlet", "neumann"):
+            raise ValueError(
+                f"Multigrid: boundary must be 'dirichlet' or 'neumann', got {self.boundary!r}."
+            )
+        if self.degree < 1:
+            raise ValueError(f"Multigrid: degree must be >= 1, got {self.degree}.")
+        if not 0.0 < self.lower_fraction < 1.0:
+            raise ValueError(
+                f"Multigrid: lower_fraction must lie in (0, 1), got {self.lower_fraction}."
+            )
+        if self.coarsest_size < 1:
+            raise ValueError(
+                f"Multigrid: coarsest_size must be >= 1, got {self.coarsest_size}."
+            )
+
+    def _grid_of(self, operator: LinearOperator):
+        grid = self.grid_shape
+        if grid is None:
+            grid = getattr(operator, "grid_shape", None)
+        if grid is None:
+            raise TypeError(
+                "Multigrid needs the grid: pass Multigrid(grid_shape=...) for an "
+                f"operator without a grid_shape ({type(operator).__name__})."
+            )
+        grid = tuple(int(s) for s in grid)
+        if len(grid) not in (2, 3):
+            raise ValueError(f"Multigrid: grid must be 2-D or 3-D, got {grid}.")
+        size = 1
+        for s in grid:
+            size *= s
+        if (size, size) != tuple(operator.shape):
+            raise ValueError(
+                f"Multigrid: grid {grid} has {size} nodes, the operator shape is "
+                f"{operator.shape}."
+            )
+        return grid
+
+    def build(self, operator: LinearOperator):
+        grid = self._grid_of(operator)
+        boundary = self.boundary or getattr(operator, "boundary", "dirichlet")
+        neumann = boundary == "neumann"
+        dtype = operator.dtype
+        levels = []
+        apply = lambda u: operator.mv(u.reshape(-1)).reshape(u.shape)  # noqa: E731
+        shape = grid
+        while True:
+            size = 1
+            for s in shape:
+                size *= s
+            if size <= self.coarsest_size or min(shape) < 3:
+                break
+            if not levels:
+                diagonal, row_sum = _diagonal_and_row_sum(apply, shape, dtype)
+            else:
+                diagonal, row_sum = levels[-1][1]
+            coarse_shape = tuple(s // 2 for s in shape)
+            prolong = _prolongation(shape, neumann)
+            transpose = jax.linear_transpose(prolong, jnp.zeros(coarse_shape, dtype))
+            restrict = lambda r, transpose=transpose: transpose(r)[0]  # noqa: E731
+            coarse = lambda e, apply=apply, prolong=prolong, restrict=restrict: (
+                restrict(  # noqa: E731
+                    apply(prolong(e))
+                )
+            )
+            stencil = _probe_stencil(coarse, coarse_shape, dtype)
+            centre = _colour_count(shape) // 2
+            coarse_summary = (stencil[centre], jnp.sum(jnp.abs(stencil), axis=0))
+            levels.append(
+                (
+                    _Level(
+                        apply=apply,
+                        inverse_diagonal=1.0 / diagonal,
+                        upper=jnp.max(row_sum / diagonal),
+                        prolong=prolong,
+                        restrict=restrict,
+                    ),
+                    coarse_summary,
+                )
+            )
+            apply = lambda u, stencil=stencil: _apply_stencil(stencil, u)  # noqa: E731
+            shape = coarse_shape
+        size = 1
+        for s in shape:
+            size *= s
+        columns = jax.vmap(lambda e: apply(e.reshape(shape)).reshape(-1))(
+            jnp.eye(size, dtype=dtype)
+        )
+        coarsest_inverse = jnp.linalg.pinv(columns.T)
+        hierarchy = [level for level, _ in levels]
+        degree, lower_fraction = self.degree, self.lower_fraction
+
+        def cycle(depth, b):
+            if depth == len(hierarchy):
+                return jnp.matmul(
+                    coarsest_inverse, b.reshape(-1), precision=lax.Precision.HIGHEST
+                ).reshape(b.shape)
+            level = hierarchy[depth]
+            x = _chebyshev(level, b, None, degree, lower_fraction)
+            residual = b - level.apply(x)
+            x = x + level.prolong(cycle(depth + 1, level.restrict(residual)))
+            return _chebyshev(level, b, x, degree, lower_fraction)
+
+        return lambda v: cycle(0, v.reshape(grid)).reshape(-1)

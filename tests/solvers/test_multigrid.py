@@ -1,0 +1,195 @@
+"""Geometric multigrid: the Galerkin hierarchy, the V-cycle as an SPD
+preconditioner, flat iteration counts under refinement, Neumann problems,
+and the transformations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import solvers
+from pde import gaussian_random_field
+from solvers import _multigrid
+from tests.helpers import diffusion_coefficient
+
+
+def darcy_coefficient(n, ndim=2, dtype=jnp.float64, seed=0):
+    """The FNO benchmark's two-valued coefficient (12 / 3) on (n + 2)^ndim nodes."""
+    field = gaussian_random_field(jax.random.PRNGKey(seed), (n + 2,) * ndim)
+    return jnp.where(field >= 0, 12.0, 3.0).astype(dtype)
+
+
+def dense_of(apply, size, dtype):
+    return jax.vmap(apply)(jnp.eye(size, dtype=dtype)).T
+
+
+def cg(rtol, max_steps=200):
+    return solvers.CG(rtol=rtol, atol=0.0, max_steps=max_steps)
+
+
+@pytest.mark.parametrize(
+    "ndim, boundary", [(2, "dirichlet"), (2, "neumann"), (3, "dirichlet")]
+)
+def test_coarse_stencil_is_galerkin_product(ndim, boundary):
+    n = 9 if ndim == 2 else 5
+    coefficient = jnp.asarray(diffusion_coefficient(n, 3, ndim=ndim, contrast=1.5))
+    operator = solvers.DiffusionOperator(coefficient, reaction=0.5, boundary=boundary)
+    grid = operator.grid_shape
+    coarse = tuple(s // 2 for s in grid)
+    prolong = _multigrid._prolongation(grid, boundary == "neumann")
+    size, coarse_size = operator.shape[0], int(np.prod(coarse))
+    P = dense_of(
+        lambda e: prolong(e.reshape(coarse)).reshape(-1), coarse_size, jnp.float64
+    )
+    A = dense_of(operator.mv, size, jnp.float64)
+    apply = lambda u: operator.mv(u.reshape(-1)).reshape(u.shape)  # noqa: E731
+    stencil = _multigrid._probe_stencil(
+        lambda e: jax.linear_transpose(prolong, e)(apply(prolong(e)))[0],
+        coarse,
+        jnp.float64,
+    )
+    galerkin = dense_of(
+        lambda e: _multigrid._apply_stencil(stencil, e.reshape(coarse)).reshape(-1),
+        coarse_size,
+        jnp.float64,
+    )
+    np.testing.assert_allclose(
+        galerkin, P.T @ A @ P, rtol=1e-12, atol=1e-10 * jnp.max(A)
+    )
+    if boundary == "neumann":
+        # constants are interpolated exactly, as the Neumann null space needs
+        np.testing.assert_allclose(P @ jnp.ones(coarse_size), jnp.ones(size))
+
+
+def test_vcycle_is_symmetric_positive_definite():
+    coefficient = jnp.asarray(diffusion_coefficient(15, 1, contrast=2.0))
+    operator = solvers.DiffusionOperator(coefficient)
+    apply = solvers.Multigrid(coarsest_size=10).build(operator)
+    M = dense_of(apply, operator.shape[0], jnp.float64)
+    np.testing.assert_allclose(M, M.T, rtol=0, atol=1e-12 * jnp.max(jnp.abs(M)))
+    assert jnp.min(jnp.linalg.eigvalsh(0.5 * (M + M.T))) > 0
+
+
+@pytest.mark.parametrize("n", [31, 127, 255])
+def test_iterations_flat_under_refinement(n):
+    operator = solvers.DiffusionOperator(darcy_coefficient(n))
+    b = jnp.ones(n * n)
+    solution = solvers.solve(operator, b, cg(1e-8), preconditioner=solvers.Multigrid())
+    residual = jnp.linalg.norm(b - operator.mv(solution.value)) / jnp.linalg.norm(b)
+    assert residual <= 1e-8
+    assert int(solution.stats["num_steps"]) <= 10
+
+
+def test_even_grid_and_three_dimensions():
+    for coefficient in (darcy_coefficient(100), darcy_coefficient(30, ndim=3)):
+        operator = solvers.DiffusionOperator(coefficient)
+        b = jnp.ones(operator.shape[0])
+        solution = solvers.solve(
+            operator, b, cg(1e-8), preconditioner=solvers.Multigrid()
+        )
+        assert int(solution.stats["num_steps"]) <= 10
+
+
+def test_singular_neumann_problem():
+    n = 63
+    operator = solvers.DiffusionOperator(darcy_coefficient(n), boundary="neumann")
+    np.testing.assert_allclose(operator.mv(jnp.ones(n * n)), 0.0, atol=1e-9)
+    b = jax.random.normal(jax.random.PRNGKey(4), (n * n,))
+    b = b - jnp.mean(b)  # the compatibility condition
+    solution = solvers.solve(operator, b, cg(1e-8), preconditioner=solvers.Multigrid())
+    residual = jnp.linalg.norm(b - operator.mv(solution.value)) / jnp.linalg.norm(b)
+    assert residual <= 1e-8
+    assert int(solution.stats["num_steps"]) <= 10
+    unpreconditioned = solvers.solve(operator, b, cg(1e-8, 5000))
+    assert int(unpreconditioned.stats["num_steps"]) > 20 * int(
+        solution.stats["num_steps"]
+    )
+
+
+def test_neumann_operator_closes_only_the_boundary_faces():
+    coefficient = jnp.asarray(diffusion_coefficient(6, 2))
+    dirichlet = dense_of(solvers.DiffusionOperator(coefficient).mv, 36, jnp.float64)
+    neumann = dense_of(
+        solvers.DiffusionOperator(coefficient, boundary="neumann").mv, 36, jnp.float64
+    )
+    off = ~np.eye(36, dtype=bool)
+    np.testing.assert_array_equal(np.asarray(neumann)[off], np.asarray(dirichlet)[off])
+    np.testing.assert_allclose(neumann, neumann.T)
+    interior = np.zeros((6, 6), bool)
+    interior[1:-1, 1:-1] = True
+    np.testing.assert_allclose(
+        np.diag(neumann)[interior.ravel()], np.diag(dirichlet)[interior.ravel()]
+    )
+    assert np.all(
+        np.diag(neumann)[~interior.ravel()] < np.diag(dirichlet)[~interior.ravel()]
+    )
+
+
+def test_float32():
+    operator = solvers.DiffusionOperator(darcy_coefficient(127, dtype=jnp.float32))
+    b = jnp.ones(127 * 127, jnp.float32)
+    solution = solvers.solve(operator, b, cg(1e-4), preconditioner=solvers.Multigrid())
+    assert solution.value.dtype == jnp.float32
+    assert int(solution.stats["num_steps"]) <= 6
+
+
+def test_vmap_builds_one_hierarchy_per_coefficient_and_matches_a_loop():
+    coefficients = jnp.stack([darcy_coefficient(31, seed=s) for s in range(3)])
+    b = jnp.ones(31 * 31)
+
+    def solve_one(coefficient):
+        operator = solvers.DiffusionOperator(coefficient)
+        return solvers.solve(
+            operator, b, cg(1e-10), preconditioner=solvers.Multigrid()
+        ).value
+
+    batched = jax.vmap(solve_one)(coefficients)
+    for k in range(3):
+        np.testing.assert_allclose(batched[k], solve_one(coefficients[k]), rtol=1e-9)
+
+
+def test_gradient_through_a_preconditioned_solve():
+    coefficient = jnp.asarray(diffusion_coefficient(15, 5))
+    b = jnp.ones(15 * 15)
+
+    def loss(scale):
+        operator = solvers.DiffusionOperator(coefficient * scale)
+        x = solvers.solve(
+            operator, b, cg(1e-12), preconditioner=solvers.Multigrid(coarsest_size=16)
+        ).value
+        return jnp.sum(x**2)
+
+    step = 1e-6
+    finite_difference = (loss(1.0 + step) - loss(1.0 - step)) / (2 * step)
+    np.testing.assert_allclose(jax.grad(loss)(1.0), finite_difference, rtol=1e-6)
+    # x = A^{-1} b / scale exactly, so d/ds sum x^2 = -2 sum x^2 at s = 1
+    np.testing.assert_allclose(jax.grad(loss)(1.0), -2 * loss(1.0), rtol=1e-9)
+
+
+def test_bad_configuration():
+    with pytest.raises(ValueError, match="degree"):
+        solvers.Multigrid(degree=0)
+    with pytest.raises(ValueError, match="lower_fraction"):
+        solvers.Multigrid(lower_fraction=1.5)
+    with pytest.raises(ValueError, match="boundary"):
+        solvers.Multigrid(boundary="periodic")
+    matrix = jnp.eye(16)
+    with pytest.raises(TypeError, match="grid_shape"):
+        solvers.solve(
+            matrix, jnp.ones(16), cg(1e-6), preconditioner=solvers.Multigrid()
+        )
+    with pytest.raises(ValueError, match="nodes"):
+        solvers.solve(
+            matrix,
+            jnp.ones(16),
+            cg(1e-6),
+            preconditioner=solvers.Multigrid(grid_shape=(3, 3)),
+        )
+    # a matrix on a 4 x 4 grid is fine when the grid is named
+    solution = solvers.solve(
+        4 * jnp.eye(16),
+        jnp.ones(16),
+        cg(1e-10),
+        preconditioner=solvers.Multigrid(grid_shape=(4, 4), coarsest_size=2),
+    )
+    np.testing.assert_allclose(solution.value, 0.25)
