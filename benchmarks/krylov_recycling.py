@@ -5,7 +5,9 @@
 
 Families (``--family``): "darcy", -div(a grad u) with a = exp(GRF)
 (alpha = 2, tau = 3, pde.gaussian_random_field), SPD; "nonsymmetric", the
-Laplacian times diag(a); "helmholtz", -Laplace(u) - k0^2 a u, indefinite.
+Laplacian times diag(a); "helmholtz", -Laplace(u) - k0^2 a u, indefinite;
+"heat", one backward-Euler step (time step 1) with a fixed coefficient, the
+systems differing only in their Dirichlet boundary data (a GRF sample's ring).
 One GRF sample per system, u = 0 on the boundary, 5-point stencils on n x n
 interior nodes, right-hand side 1. Ours run as
 one compiled ``solve_sequence`` (compiled beforehand; the table gives the
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sps
 import scipy.sparse.linalg as spla
+from jax import lax
 
 import pde
 import solvers
@@ -33,6 +36,7 @@ FAMILIES = {
     "darcy": pde.darcy_operator,
     "nonsymmetric": pde.nonsymmetric_darcy_operator,
     "helmholtz": None,  # needs the wavenumber: set in main
+    "heat": None,  # one fixed matrix: set in main
 }
 build = pde.darcy_operator
 
@@ -96,6 +100,102 @@ def run_scipy(label, matrices, rhs, method):
     return label, np.asarray(counts), time.perf_counter() - start, 0.0, ok
 
 
+def run_jax_peers(log_a, rhs, rtol, max_steps, restart, symmetric_positive):
+    """jax.scipy's cg/gmres (no iteration count is returned: matvecs are not
+    known, nan in the table) and lineax if installed, as one compiled map."""
+    import jax.scipy.sparse.linalg as jspla
+
+    def jax_scipy(method):
+        def one(g, b):
+            operator = build(g)
+            x, _ = method(operator.mv, b)
+            return (
+                x,
+                jnp.linalg.norm(b - operator.mv(x)) <= rtol * jnp.linalg.norm(b),
+                0,
+            )
+
+        return one
+
+    peers = [
+        (
+            f"jax.scipy gmres({restart})",
+            jax_scipy(
+                lambda mv, b: jspla.gmres(
+                    mv,
+                    b,
+                    tol=rtol,
+                    atol=0.0,
+                    restart=restart,
+                    maxiter=max_steps // restart,
+                )
+            ),
+        )
+    ]
+    if symmetric_positive:
+        peers.append(
+            (
+                "jax.scipy cg",
+                jax_scipy(
+                    lambda mv, b: jspla.cg(mv, b, tol=rtol, atol=0.0, maxiter=max_steps)
+                ),
+            )
+        )
+    try:
+        import lineax as lx
+    except ImportError:
+        lx = None
+    if lx is not None:
+
+        def lineax_solver(solver):
+            def one(g, b):
+                operator = build(g)
+                structure = lx.FunctionLinearOperator(
+                    operator.mv,
+                    jax.ShapeDtypeStruct(b.shape, b.dtype),
+                    tags=lx.positive_semidefinite_tag if symmetric_positive else (),
+                )
+                out = lx.linear_solve(structure, b, solver, throw=False)
+                done = jnp.linalg.norm(
+                    b - operator.mv(out.value)
+                ) <= rtol * jnp.linalg.norm(b)
+                return out.value, done, out.stats["num_steps"]
+
+            return one
+
+        peers.append(
+            (
+                f"lineax GMRES({restart})",
+                lineax_solver(
+                    lx.GMRES(rtol=rtol, atol=0.0, restart=restart, max_steps=max_steps)
+                ),
+            )
+        )
+        if symmetric_positive:
+            peers.append(
+                (
+                    "lineax CG",
+                    lineax_solver(lx.CG(rtol=rtol, atol=0.0, max_steps=max_steps)),
+                )
+            )
+    results = []
+    for label, one in peers:
+        mapped = jax.jit(lambda g, b, one=one: lax.map(lambda args: one(*args), (g, b)))
+        start = time.perf_counter()
+        compiled = mapped.lower(log_a, rhs).compile()
+        compile_time = time.perf_counter() - start
+        start = time.perf_counter()
+        _, done, steps = compiled(log_a, rhs)
+        done.block_until_ready()
+        elapsed = time.perf_counter() - start
+        # lineax counts iterations; its GMRES's steps are matvecs up to restarts
+        matvecs = (
+            np.asarray(steps, float) if "lineax" in label else np.full(len(rhs), np.nan)
+        )
+        results.append((label, matvecs, elapsed, compile_time, bool(jnp.all(done))))
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=64)
@@ -105,21 +205,36 @@ def main():
     parser.add_argument("--recycle", type=int, default=10)
     parser.add_argument("--family", choices=sorted(FAMILIES), default="darcy")
     parser.add_argument("--wavenumber", type=float, default=15.0)
+    parser.add_argument(
+        "--preconditioners",
+        action="store_true",
+        help="add Jacobi / multigrid rows (rebuilt per system, and one fixed)",
+    )
     args = parser.parse_args()
     global build
+    n = args.n
+    heat = None
     if args.family == "helmholtz":
         build = lambda g: pde.helmholtz_operator(g, args.wavenumber)  # noqa: E731
+    elif args.family == "heat":
+        field = pde.gaussian_random_field(jax.random.key(123), (n + 2, n + 2))
+        heat = pde.heat_operator(jnp.exp(field), 1.0)
+        build = lambda g: heat  # noqa: E731
     else:
         build = FAMILIES[args.family]
-    symmetric_positive = args.family == "darcy"
-    n, count, rtol = args.n, args.count, args.rtol
+    symmetric_positive = args.family in ("darcy", "heat")
+    count, rtol = args.count, args.rtol
     m, k = args.restart, args.recycle
     print(f"# {' '.join(sys.argv)}")
     device = jax.devices()[0]
     print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
     keys = jax.random.split(jax.random.key(0), count)
     log_a = jax.vmap(lambda key: pde.gaussian_random_field(key, (n + 2, n + 2)))(keys)
-    rhs = jnp.ones((count, n * n))
+    if heat is None:
+        rhs = jnp.ones((count, n * n))
+    else:
+        # the systems differ in their boundary data only (each GRF sample's ring)
+        rhs = jax.vmap(heat.boundary_source)(log_a)
     max_steps = 20 * n * n
     tolerances = {"rtol": rtol, "atol": 0.0, "max_steps": max_steps}
     gcrodr = solvers.GCRODR(**tolerances, restart=m, recycle=k)
@@ -134,6 +249,33 @@ def main():
         (f"SKR: GCRO-DR({m},{k}) greedy", gcrodr, {"order": "greedy"}),
         ("SKR + warm start", gcrodr, {"order": "greedy", "warm_start": True}),
     ]
+    if args.preconditioners:
+        # Jacobi and multigrid are rebuilt for every system inside the scan
+        # (a preconditioner that changes from system to system); "fixed" is
+        # one multigrid hierarchy, built for the first system, used for all.
+        fixed = (
+            solvers.Multigrid().build(build(log_a[0])) if symmetric_positive else None
+        )
+        runs += [
+            (
+                "SKR + Jacobi per system",
+                gcrodr,
+                {"order": "greedy", "preconditioner": solvers.Jacobi()},
+            ),
+        ]
+        if symmetric_positive:
+            runs += [
+                (
+                    "SKR + multigrid per system",
+                    gcrodr,
+                    {"order": "greedy", "preconditioner": solvers.Multigrid()},
+                ),
+                (
+                    "SKR + fixed multigrid",
+                    gcrodr,
+                    {"order": "greedy", "preconditioner": fixed},
+                ),
+            ]
     if symmetric_positive:
         runs += [
             (
@@ -143,10 +285,29 @@ def main():
             ),
             ("CG", solvers.CG(**tolerances), {"order": "given"}),
         ]
+        if args.preconditioners:
+            runs += [
+                (
+                    "CG + Jacobi",
+                    solvers.CG(**tolerances),
+                    {"order": "given", "preconditioner": solvers.Jacobi()},
+                ),
+                (
+                    "CG + multigrid",
+                    solvers.CG(**tolerances),
+                    {"order": "given", "preconditioner": solvers.Multigrid()},
+                ),
+                (
+                    "recycled CG + multigrid",
+                    solvers.RecycledCG(**tolerances, recycle=k, collect=3 * k),
+                    {"order": "greedy", "preconditioner": solvers.Multigrid()},
+                ),
+            ]
     results = [
         run_ours(label, solver, log_a, rhs, **options)
         for label, solver, options in runs
     ]
+    results += run_jax_peers(log_a, rhs, rtol, max_steps, m, symmetric_positive)
     matrices = [assemble(build(log_a[i])) for i in range(count)]
     rhs_np = np.asarray(rhs)
     results.append(

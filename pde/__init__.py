@@ -2,6 +2,7 @@
 status table)."""
 
 from ._linear_problems import darcy_operator as darcy_operator
+from ._linear_problems import heat_operator as heat_operator
 from ._linear_problems import helmholtz_operator as helmholtz_operator
 from ._linear_problems import nonsymmetric_darcy_operator as nonsymmetric_darcy_operator
 from ._random_field import gaussian_random_field as gaussian_random_field

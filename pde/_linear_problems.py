@@ -45,3 +45,23 @@ def helmholtz_operator(
     """
     k2 = wavenumber**2 * jnp.exp(log_coefficient[1:-1, 1:-1])
     return DiffusionOperator(jnp.ones_like(log_coefficient), reaction=-k2)
+
+
+def heat_operator(
+    coefficient: Float[Array, "..."], time_step: float
+) -> DiffusionOperator:
+    r"""One backward-Euler step of $u_t = \nabla\cdot(a\nabla u) + f$:
+    $(I/\Delta t - \nabla\cdot a\nabla)\,u^{k+1} = u^k/\Delta t + f$, SPD. With
+    a fixed coefficient and time step the matrix is the same for every step
+    and every boundary condition; only the right-hand side changes,
+    $u^k/\Delta t + f + $ ``operator.boundary_source(g)`` for boundary data g
+    (the heat family of the recycling benchmarks: one matrix, many
+    right-hand sides).
+
+    Args:
+        coefficient: a on all nodes (boundary included), 2-D or 3-D.
+        time_step: $\Delta t > 0$.
+    """
+    if not time_step > 0:
+        raise ValueError(f"heat_operator: time_step must be positive, got {time_step}.")
+    return DiffusionOperator(coefficient, reaction=1.0 / time_step)

@@ -13,13 +13,15 @@ from ._operator import FunctionOperator as FunctionOperator
 from ._operator import LinearOperator as LinearOperator
 from ._operator import MatrixOperator as MatrixOperator
 from ._operator import SparseOperator as SparseOperator
+from ._ordering import fft_pca_order as fft_pca_order
+from ._ordering import greedy_order as greedy_order
+from ._ordering import hilbert_index as hilbert_index
 from ._preconditioner import AbstractPreconditioner as AbstractPreconditioner
 from ._preconditioner import Jacobi as Jacobi
 from ._recycle_state import RecycleState as RecycleState
 from ._recycled_cg import RecycledCG as RecycledCG
 from ._results import RESULTS as RESULTS
 from ._sequence import SequenceSolution as SequenceSolution
-from ._sequence import greedy_order as greedy_order
 from ._sequence import solve_sequence as solve_sequence
 from ._solution import Solution as Solution
 from ._solve import solve as solve

@@ -10,6 +10,7 @@ from jax import lax
 from jaxtyping import Array, Float, Int
 
 from ._operator import as_operator
+from ._ordering import fft_pca_order, flat_features, greedy_order
 from ._results import RESULTS
 from ._solve import solve
 from ._solver import AbstractLinearSolver
@@ -34,34 +35,13 @@ class SequenceSolution(eqx.Module):
     state: Any
 
 
-def _features(parameters):
-    leaves = jax.tree_util.tree_leaves(parameters)
-    count = leaves[0].shape[0]
-    return jnp.concatenate([jnp.reshape(leaf, (count, -1)) for leaf in leaves], axis=1)
-
-
-def greedy_order(features: Float[Array, "N p"]) -> Int[Array, " N"]:
-    """Nearest-neighbour chain through the rows of ``features`` from row 0.
-
-    Each step moves to the closest (Euclidean) row not yet visited: the
-    greedy sort of the SKR paper (Wang et al. 2024, Alg. 1). O(N^2 p) work,
-    but only one row of distances is held at a time, so memory is O(N p).
-    """
-    count = features.shape[0]
-    squared = jnp.sum(features * features, axis=1)
-
-    def step(carry, _):
-        current, visited = carry
-        distance = squared - 2.0 * jnp.matmul(
-            features, features[current], precision=lax.Precision.HIGHEST
+def _check_chunks(chunks, devices, count):
+    if chunks < 1 or chunks > count:
+        raise ValueError(f"chunks must lie in [1, N = {count}], got {chunks}.")
+    if devices is not None and chunks % len(devices):
+        raise ValueError(
+            f"chunks ({chunks}) must be a multiple of the number of devices ({len(devices)})."
         )
-        distance = jnp.where(visited, jnp.inf, distance)
-        following = jnp.argmin(distance)
-        return (following, visited.at[following].set(True)), following
-
-    visited = jnp.zeros(count, bool).at[0].set(True)
-    _, rest = lax.scan(step, (jnp.asarray(0), visited), None, length=count - 1)
-    return jnp.concatenate([jnp.zeros(1, rest.dtype), rest])
 
 
 @eqx.filter_jit
@@ -75,13 +55,23 @@ def solve_sequence(
     warm_start: bool = False,
     preconditioner=None,
     state=None,
+    chunks: int = 1,
+    devices=None,
 ) -> SequenceSolution:
     r"""Solve $A(\theta_i) x_i = b_i$ for i = 1..N in one compiled scan.
 
     The matrices are built one at a time inside the scan from their
     parameters, so the N operators never exist together. With a recycling
-    solver (``GCRODR``) the recycle space is the scan's carry: each system
-    starts with the subspace of the previous one in the solve order.
+    solver (``GCRODR``, ``RecycledCG``) the recycle space is the scan's
+    carry: each system starts with the subspace of the previous one in the
+    solve order.
+
+    With ``chunks = c > 1`` the sorted sequence is cut into c contiguous
+    pieces that are solved side by side (``vmap``), each recycling within its
+    piece from a fresh (or the given) state; with ``devices`` the pieces are
+    spread over those devices (``jax.shard_map`` on a 1-D mesh, no
+    communication until the results are gathered). Fewer systems per chain
+    means less recycling, so chunks trade matvecs for parallelism.
 
     Args:
         build_operator: function from one system's parameters to an operator
@@ -90,15 +80,22 @@ def solve_sequence(
         rhs: (N, n) right-hand sides.
         solver: any solver; tolerances and limits apply to every system.
         order: "greedy" (nearest-neighbour chain on the flattened
-            parameters, SKR's sort) or "given".
+            parameters, SKR's sort, O(N^2)), "fft-pca" (truncated FFT of each
+            parameter field, PCA, Hilbert curve: O(N) in N, for long
+            sequences) or "given".
         warm_start: start each system from the previous solution in the
             solve order (useful when right-hand sides are related too).
-        preconditioner: as for ``solve`` (``Jacobi()`` is rebuilt per system).
+        preconditioner: as for ``solve`` (``Jacobi()``, ``Multigrid()`` are
+            rebuilt per system).
         state: initial solver state (e.g. a recycle space from an earlier run).
+        chunks: number of contiguous pieces of the sorted sequence.
+        devices: None (the default device) or a list of devices, whose
+            length divides ``chunks``.
 
     Returns:
-        ``SequenceSolution`` in the caller's order, with the order used.
-        Systems that fail are reported in ``result``; nothing is raised.
+        ``SequenceSolution`` in the caller's order, with the order used;
+        ``state`` is the state at the end of the last piece. Systems that
+        fail are reported in ``result``; nothing is raised.
     """
     count = rhs.shape[0]
     leaves = jax.tree_util.tree_leaves(parameters)
@@ -106,24 +103,28 @@ def solve_sequence(
         raise ValueError(
             f"every leaf of parameters needs leading axis N = {count} (rhs.shape[0])."
         )
+    _check_chunks(chunks, devices, count)
     if order == "greedy":
-        sequence = greedy_order(_features(parameters))
+        sequence = greedy_order(flat_features(parameters))
+    elif order == "fft-pca":
+        sequence = fft_pca_order(parameters)
     elif order == "given":
         sequence = jnp.arange(count)
     else:
-        raise ValueError(f"order must be 'greedy' or 'given', got {order!r}.")
+        raise ValueError(
+            f"order must be 'greedy', 'fft-pca' or 'given', got {order!r}."
+        )
+    sequence = sequence.astype(jnp.int32)
     if state is None:
         first = build_operator(jax.tree_util.tree_map(lambda leaf: leaf[0], parameters))
         state = solver.init_state(as_operator(first, rhs[0]), rhs[0])
 
-    def step(carry, index):
+    def step(carry, system):
         state, previous = carry
-        operator = build_operator(
-            jax.tree_util.tree_map(lambda leaf: leaf[index], parameters)
-        )
+        system_parameters, b = system
         solution = solve(
-            operator,
-            rhs[index],
+            build_operator(system_parameters),
+            b,
             solver,
             x0=previous if warm_start else None,
             preconditioner=preconditioner,
@@ -136,11 +137,42 @@ def solve_sequence(
             solution.stats,
         )
 
-    (state, _), (values, results, stats) = lax.scan(
-        step, (state, jnp.zeros_like(rhs[0])), sequence
+    def run_chain(chain_parameters, chain_rhs, state):
+        (state, _), outputs = lax.scan(
+            step, (state, jnp.zeros_like(chain_rhs[0])), (chain_parameters, chain_rhs)
+        )
+        return outputs, state
+
+    # Pad the sorted sequence to a multiple of ``chunks`` by repeating its
+    # last system; the repeats are solved and discarded.
+    length = -(-count // chunks)
+    padded = jnp.concatenate(
+        [sequence, jnp.full(length * chunks - count, sequence[-1], sequence.dtype)]
     )
-    inverse = jnp.zeros_like(sequence).at[sequence].set(jnp.arange(count))
-    unsort = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[inverse], tree)
+    pieces = lambda leaf: leaf[padded].reshape((chunks, length) + leaf.shape[1:])  # noqa: E731
+    chain_parameters = jax.tree_util.tree_map(pieces, parameters)
+    chain_rhs = pieces(rhs)
+    run = jax.vmap(run_chain, in_axes=(0, 0, None))
+    if devices is not None:
+        mesh = jax.sharding.Mesh(list(devices), ("chunks",))
+        split = jax.sharding.PartitionSpec("chunks")
+        run = jax.shard_map(
+            run,
+            mesh=mesh,
+            in_specs=(split, split, jax.sharding.PartitionSpec()),
+            out_specs=split,
+            # the solvers' loops mix per-chunk values with constants; the
+            # pieces never communicate, so there is no replication to check
+            check_vma=False,
+        )
+    outputs, states = run(chain_parameters, chain_rhs, state)
+    flat = lambda leaf: leaf.reshape((chunks * length,) + leaf.shape[2:])[:count]  # noqa: E731
+    values, results, stats = jax.tree_util.tree_map(flat, outputs)
+    state = jax.tree_util.tree_map(lambda leaf: leaf[-1], states)
+    inverse = (
+        jnp.zeros_like(sequence).at[sequence].set(jnp.arange(count, dtype=jnp.int32))
+    )
+    unsort = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[inverse], tree)  # noqa: E731
     return SequenceSolution(
         value=values[inverse],
         result=unsort(results),

@@ -121,6 +121,48 @@ class DiffusionOperator(LinearOperator):
             out = out + flux[upper] - flux[lower]
         return out.reshape(-1)
 
+    def boundary_source(self, values: Float[Array, "..."]) -> Float[Array, " n"]:
+        r"""The right-hand-side term of non-zero Dirichlet data: with $u = g$ on
+        the boundary ring, the interior values solve $A u = f + $
+        ``boundary_source(g)``, the fluxes through the boundary faces,
+        $\sum_{\text{boundary faces}} a_f g_b / h^2$ at each adjacent node.
+        Zero for ``boundary="neumann"`` (no flux crosses those faces).
+
+        Args:
+            values: g on all nodes, shape ``coefficient.shape`` (only the
+                boundary ring is read).
+        """
+        if values.shape != self.coefficient.shape:
+            raise ValueError(
+                f"boundary_source: values must have the coefficient's shape "
+                f"{self.coefficient.shape}, got {values.shape}."
+            )
+        ndim = values.ndim
+        out = jnp.zeros(self.grid_shape, self.dtype)
+        for dim in range(ndim):
+            faces = self._faces(dim)
+            for end in (0, -1):
+                ring = tuple(end if d == dim else slice(1, -1) for d in range(ndim))
+                face = tuple(
+                    slice(end, None)
+                    if end == -1 and d == dim
+                    else slice(0, 1)
+                    if d == dim
+                    else slice(None)
+                    for d in range(ndim)
+                )
+                node = tuple(
+                    slice(-1, None)
+                    if end == -1 and d == dim
+                    else slice(0, 1)
+                    if d == dim
+                    else slice(None)
+                    for d in range(ndim)
+                )
+                flux = faces[face] * jnp.expand_dims(values[ring], dim)
+                out = out.at[node].add(flux)
+        return out.reshape(-1)
+
     def diagonal(self):
         diagonal = jnp.broadcast_to(
             jnp.asarray(self.reaction, self.dtype), self.grid_shape
