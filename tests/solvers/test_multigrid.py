@@ -193,3 +193,32 @@ def test_bad_configuration():
         preconditioner=solvers.Multigrid(grid_shape=(4, 4), coarsest_size=2),
     )
     np.testing.assert_allclose(solution.value, 0.25)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, rtol", [(jnp.float64, 1e-6), (jnp.float32, 1e-4)])
+def test_flat_iterations_on_gpu_at_421_and_1025(dtype, rtol):
+    for nodes in (421, 1025):
+        operator = solvers.DiffusionOperator(darcy_coefficient(nodes - 2, dtype=dtype))
+        b = jnp.ones(operator.shape[0], dtype)
+        solution = solvers.solve(
+            operator, b, cg(rtol), preconditioner=solvers.Multigrid()
+        )
+        assert solution.value.devices().pop().platform == "gpu"
+        residual = jnp.linalg.norm(b - operator.mv(solution.value)) / jnp.linalg.norm(b)
+        assert residual <= rtol
+        assert int(solution.stats["num_steps"]) <= 12
+
+
+@pytest.mark.gpu
+def test_recycling_sequence_on_gpu():
+    from tests.solvers.test_sequence_order import _build, _darcy_sequence
+
+    log_a, rhs = _darcy_sequence(n=32, count=6, seed=1)
+    solver = solvers.GCRODR(rtol=1e-8, atol=0.0, max_steps=3000, restart=30, recycle=8)
+    out = solvers.solve_sequence(_build, log_a, rhs, solver, order="greedy", chunks=2)
+    assert bool(jnp.all(out.result == solvers.RESULTS.successful))
+    fresh = solvers.solve(_build(log_a[0]), rhs[0], solver)
+    assert (
+        float(out.stats["num_matvecs"].mean()) < float(fresh.stats["num_matvecs"]) * 1.2
+    )
