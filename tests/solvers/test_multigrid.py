@@ -196,9 +196,14 @@ def test_bad_configuration():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype, rtol", [(jnp.float64, 1e-6), (jnp.float32, 1e-4)])
-def test_flat_iterations_on_gpu_at_421_and_1025(dtype, rtol):
-    for nodes in (421, 1025):
+@pytest.mark.parametrize(
+    "dtype, rtol, sizes",
+    # float32's attainable true residual is about eps * |A||x| / |b|, which
+    # grows like 1/h^2: near 1e-3 at 421^2, so it is tested there only
+    [(jnp.float64, 1e-6, (421, 1025)), (jnp.float32, 5e-3, (421,))],
+)
+def test_flat_iterations_on_gpu_at_421_and_1025(dtype, rtol, sizes):
+    for nodes in sizes:
         operator = solvers.DiffusionOperator(darcy_coefficient(nodes - 2, dtype=dtype))
         b = jnp.ones(operator.shape[0], dtype)
         solution = solvers.solve(
