@@ -3,6 +3,7 @@ from one system to the next."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ._arnoldi import arnoldi_cycle, record_history, triangular_update
@@ -20,6 +21,31 @@ from ._solver import (
     norm,
     tolerance,
 )
+
+
+def _host_eig(matrix):
+    """numpy's eig through a host callback: cuSOLVER's geev fails with an
+    internal error on these small pencils (H100, jax 0.11), and an m x m
+    problem with m ~ 40 costs microseconds on the host."""
+    complex_dtype = jnp.complex128 if matrix.dtype == jnp.float64 else jnp.complex64
+    shapes = (
+        jax.ShapeDtypeStruct(matrix.shape[:1], complex_dtype),
+        jax.ShapeDtypeStruct(matrix.shape, complex_dtype),
+    )
+
+    def eig(a):
+        values, vectors = np.linalg.eig(np.asarray(a))
+        return values.astype(complex_dtype), vectors.astype(complex_dtype)
+
+    return jax.pure_callback(eig, shapes, matrix, vmap_method="sequential")
+
+
+def _small_eig(matrix):
+    """Eigen-decomposition of a small dense matrix: LAPACK's geev on CPU, the
+    host's elsewhere."""
+    return lax.platform_dependent(
+        matrix, cpu=lambda a: tuple(jnp.linalg.eig(a)), default=_host_eig
+    )
 
 
 def _harmonic_ritz_basis(g, directions, krylov_basis, used, k, basis_products):
@@ -44,7 +70,7 @@ def _harmonic_ritz_basis(g, directions, krylov_basis, used, k, basis_products):
     # Which subspace is kept is a discrete choice: no derivative flows through
     # it (unrolled differentiation still reaches U through W).
     pencil = lax.stop_gradient(jnp.linalg.solve(right, left))
-    values, vectors = jnp.linalg.eig(pencil)
+    values, vectors = _small_eig(pencil)
     order = jnp.argsort(jnp.abs(values))[:k]
     chosen = vectors[:, order]
     real = jnp.where(jnp.imag(values[order]) >= 0, jnp.real(chosen), jnp.imag(chosen))
@@ -105,7 +131,9 @@ class GCRODR(AbstractLinearSolver):
         restart: m, the Krylov dimension per cycle including the recycled k.
         recycle: k < m.
 
-    Note: the harmonic Ritz step calls ``jnp.linalg.eig`` on an m x m matrix.
+    Note: the harmonic Ritz step needs the eigenvectors of an m x m matrix:
+    ``jnp.linalg.eig`` on CPU, numpy's through a host callback on GPUs (where
+    cuSOLVER's geev fails on these pencils).
 
     References:
         Parks, de Sturler, Mackey, Johnson & Maiti, "Recycling Krylov subspaces
