@@ -34,7 +34,13 @@ def _host_eig(matrix):
     )
 
     def eig(a):
-        values, vectors = np.linalg.eig(np.asarray(a))
+        a = np.asarray(a)
+        if not np.all(np.isfinite(a)):
+            # Under vmap both branches of a cycle's cond run, the unused one
+            # on placeholder data; LAPACK would return nan here too.
+            nan = np.full(a.shape, np.nan, complex_dtype)
+            return nan[:, 0], nan
+        values, vectors = np.linalg.eig(a)
         return values.astype(complex_dtype), vectors.astype(complex_dtype)
 
     return jax.pure_callback(eig, shapes, matrix, vmap_method="sequential")

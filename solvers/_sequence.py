@@ -152,7 +152,17 @@ def solve_sequence(
     pieces = lambda leaf: leaf[padded].reshape((chunks, length) + leaf.shape[1:])  # noqa: E731
     chain_parameters = jax.tree_util.tree_map(pieces, parameters)
     chain_rhs = pieces(rhs)
-    run = jax.vmap(run_chain, in_axes=(0, 0, None))
+    if chunks == 1:
+        # No vmap here: under vmap a solver's lax.cond becomes a select that
+        # runs both branches, twice the work.
+        def run(chain_parameters, chain_rhs, state):
+            only = lambda leaf: leaf[0]  # noqa: E731
+            outputs, state = run_chain(
+                jax.tree_util.tree_map(only, chain_parameters), chain_rhs[0], state
+            )
+            return jax.tree_util.tree_map(lambda leaf: leaf[None], (outputs, state))
+    else:
+        run = jax.vmap(run_chain, in_axes=(0, 0, None))
     if devices is not None:
         mesh = jax.sharding.Mesh(list(devices), ("chunks",))
         split = jax.sharding.PartitionSpec("chunks")
