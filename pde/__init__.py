@@ -1,6 +1,11 @@
 """PDE problems and dataset generators (more in development; see the README's
 status table)."""
 
+from ._darcy import darcy_sample as darcy_sample
+from ._darcy import darcy_samples as darcy_samples
+from ._darcy import subsample as subsample
+from ._dataset import load_dataset as load_dataset
+from ._dataset import write_dataset as write_dataset
 from ._linear_problems import darcy_operator as darcy_operator
 from ._linear_problems import heat_operator as heat_operator
 from ._linear_problems import helmholtz_operator as helmholtz_operator

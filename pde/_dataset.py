@@ -1,0 +1,188 @@
+"""Datasets on disk: a directory of shards plus a JSON manifest, written
+atomically and resumable."""
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._darcy import darcy_samples, subsample
+
+GENERATORS = {"darcy": darcy_samples}
+MANIFEST = "manifest.json"
+
+
+def _library_version():
+    try:
+        return metadata.version("sciax")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _atomic_write(path: Path, write):
+    """write(file object) into a temporary file beside ``path``, then rename:
+    a reader never sees half a file, an interrupted write leaves none."""
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=path.name, suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_dataset(
+    directory,
+    generator: str,
+    num_samples: int,
+    *,
+    seed: int,
+    shard_size: int = 100,
+    resolutions=(),
+    progress: bool = True,
+    **options,
+) -> Path:
+    """Generate a dataset into ``directory``, resuming where a previous run stopped.
+
+    Layout: ``manifest.json`` (generator, its options, seed, sample count,
+    shard size, saved resolutions, library version, and the SHA-256 of every
+    finished shard) and ``shard_00000.npz``, ... each holding
+    ``coefficient_<r>`` and ``solution_<r>`` arrays for every saved
+    resolution r (the solve resolution first, then ``resolutions``,
+    subsampled). Sample i is generated from ``fold_in(key(seed), i)``, so an
+    interrupted and resumed run writes exactly the bytes of an uninterrupted
+    one. Shards and the manifest are written to a temporary file and renamed;
+    a shard whose digest does not match the manifest (corrupted, or
+    written by something else) is generated again.
+
+    Args:
+        directory: where the dataset lives (created if needed).
+        generator: "darcy" (``pde.darcy_samples``).
+        num_samples: total number of samples.
+        seed: integer seed.
+        shard_size: samples per shard.
+        resolutions: extra resolutions to store by subsampling (e.g. 85, 141,
+            211 from 421).
+        progress: show a progress bar (samples done, samples per second).
+        **options: passed to the generator (``resolution``, ``alpha``, ...).
+
+    Raises:
+        ValueError: the directory holds a dataset made with other settings.
+    """
+    if generator not in GENERATORS:
+        raise ValueError(
+            f"unknown generator {generator!r}; known: {sorted(GENERATORS)}."
+        )
+    if num_samples < 1 or shard_size < 1:
+        raise ValueError("num_samples and shard_size must be >= 1.")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    resolution = int(options.get("resolution", 421))
+    saved = [resolution] + [int(r) for r in resolutions if int(r) != resolution]
+    settings = {
+        "generator": generator,
+        "options": {key: options[key] for key in sorted(options)},
+        "seed": int(seed),
+        "num_samples": int(num_samples),
+        "shard_size": int(shard_size),
+        "resolutions": saved,
+        "library_version": _library_version(),
+    }
+    manifest_path = directory / MANIFEST
+    shards = {}
+    if manifest_path.exists():
+        existing = json.loads(manifest_path.read_text())
+        different = {
+            key: (existing.get(key), value)
+            for key, value in settings.items()
+            if existing.get(key) != value
+        }
+        if different:
+            raise ValueError(
+                f"{directory} holds a dataset made with other settings "
+                f"(existing, requested): {different}. Use another directory."
+            )
+        shards = existing.get("shards", {})
+
+    def save_manifest():
+        text = json.dumps({**settings, "shards": shards}, indent=1).encode()
+        _atomic_write(manifest_path, lambda file: file.write(text))
+
+    save_manifest()
+    key = jax.random.key(seed)
+    count = -(-num_samples // shard_size)
+    bar = tqdm(total=num_samples, unit="sample", disable=not progress, desc=generator)
+    for shard in range(count):
+        name = f"shard_{shard:05d}.npz"
+        path = directory / name
+        first = shard * shard_size
+        size = min(shard_size, num_samples - first)
+        if name in shards and path.exists() and _digest(path) == shards[name]:
+            bar.update(size)
+            continue
+        coefficient, solution = GENERATORS[generator](
+            key, size, first_index=first, **options
+        )
+        arrays = {}
+        for r in saved:
+            arrays[f"coefficient_{r}"] = np.asarray(subsample(coefficient, r))
+            arrays[f"solution_{r}"] = np.asarray(subsample(solution, r))
+        _atomic_write(path, lambda file, arrays=arrays: np.savez(file, **arrays))
+        shards[name] = _digest(path)
+        save_manifest()
+        bar.update(size)
+    bar.close()
+    return directory
+
+
+def load_dataset(directory, resolution: int) -> dict[str, np.ndarray]:
+    """``{"coefficient": (N, r, r), "solution": (N, r, r)}`` at one saved
+    resolution, every shard checked against the manifest's digest.
+
+    Raises:
+        ValueError: missing, unfinished or corrupted dataset, or a resolution
+            that was not saved.
+    """
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists():
+        raise ValueError(
+            f"{directory} has no {MANIFEST}; write it with pde.write_dataset."
+        )
+    manifest = json.loads(manifest_path.read_text())
+    if resolution not in manifest["resolutions"]:
+        raise ValueError(
+            f"resolution {resolution} was not saved; available: {manifest['resolutions']}."
+        )
+    count = -(-manifest["num_samples"] // manifest["shard_size"])
+    parts = {"coefficient": [], "solution": []}
+    for shard in range(count):
+        name = f"shard_{shard:05d}.npz"
+        path = directory / name
+        if name not in manifest["shards"] or not path.exists():
+            raise ValueError(
+                f"{directory}: {name} is missing; resume pde.write_dataset."
+            )
+        if _digest(path) != manifest["shards"][name]:
+            raise ValueError(
+                f"{directory}: {name} is corrupted; resume pde.write_dataset."
+            )
+        with np.load(path) as data:
+            for field in parts:
+                parts[field].append(data[f"{field}_{resolution}"])
+    return {field: np.concatenate(arrays) for field, arrays in parts.items()}

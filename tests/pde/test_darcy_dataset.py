@@ -1,0 +1,158 @@
+"""The FNO Darcy generator (against a sparse direct solve) and datasets on
+disk (manifest, atomic shards, resume, corruption)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sps
+import scipy.sparse.linalg as spla
+
+import pde
+
+RESOLUTION = 29  # 28 = 4 * 7: subsamples to 15, 8 and 5
+
+
+def direct_solution(coefficient):
+    """-div(a grad u) = 1, u = 0 on the boundary, arithmetic-mean faces,
+    assembled face by face and solved with SuperLU."""
+    a = np.asarray(coefficient, np.float64)
+    size = a.shape[0]
+    n = size - 2
+    h2 = (1.0 / (size - 1)) ** 2
+    index = np.arange(n * n).reshape(n, n)
+    rows, cols, values = [], [], []
+    for i in range(1, size - 1):
+        for j in range(1, size - 1):
+            row = index[i - 1, j - 1]
+            for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                face = 0.5 * (a[i, j] + a[i + di, j + dj]) / h2
+                rows.append(row), cols.append(row), values.append(face)
+                if 1 <= i + di <= n and 1 <= j + dj <= n:
+                    rows.append(row), cols.append(index[i + di - 1, j + dj - 1])
+                    values.append(-face)
+    matrix = sps.csr_matrix((values, (rows, cols)), shape=(n * n, n * n))
+    u = spla.spsolve(matrix.tocsc(), np.ones(n * n))
+    return np.pad(u.reshape(n, n), 1)
+
+
+def test_samples_agree_with_a_sparse_direct_solve():
+    coefficient, solution = pde.darcy_samples(
+        jax.random.key(1), 3, resolution=RESOLUTION
+    )
+    assert coefficient.shape == solution.shape == (3, RESOLUTION, RESOLUTION)
+    assert set(np.unique(np.asarray(coefficient))) == {3.0, 12.0}
+    for a, u in zip(coefficient, solution, strict=True):
+        reference = direct_solution(a)
+        error = np.linalg.norm(np.asarray(u) - reference) / np.linalg.norm(reference)
+        assert error <= 1e-8
+        assert np.all(np.asarray(u)[0] == 0) and np.all(np.asarray(u)[:, -1] == 0)
+
+
+def test_a_sample_does_not_depend_on_its_batch():
+    key = jax.random.key(2)
+    _, whole = pde.darcy_samples(key, 4, resolution=RESOLUTION)
+    _, tail = pde.darcy_samples(key, 2, resolution=RESOLUTION, first_index=2)
+    np.testing.assert_array_equal(whole[2:], tail)
+    # in wider batches, to rounding
+    _, batched = pde.darcy_samples(key, 4, resolution=RESOLUTION, batch_size=4)
+    np.testing.assert_allclose(batched, whole, rtol=1e-12, atol=1e-17)
+
+
+def test_float32_samples():
+    coefficient, solution = pde.darcy_samples(
+        jax.random.key(1), 1, resolution=RESOLUTION, rtol=1e-5, dtype=jnp.float32
+    )
+    assert coefficient.dtype == solution.dtype == jnp.float32
+    reference = direct_solution(coefficient[0])
+    error = np.linalg.norm(np.asarray(solution[0]) - reference) / np.linalg.norm(
+        reference
+    )
+    assert error <= 1e-4
+
+
+def test_subsample():
+    field = jnp.arange(29.0 * 29.0).reshape(29, 29)
+    np.testing.assert_array_equal(pde.subsample(field, 8), field[::4, ::4])
+    assert pde.subsample(field, 8)[-1, -1] == field[-1, -1]
+    with pytest.raises(ValueError, match="evenly"):
+        pde.subsample(field, 10)
+
+
+def test_dataset_resumes_and_repairs_to_the_same_bytes(tmp_path):
+    options = dict(seed=5, shard_size=2, resolutions=(15, 8), resolution=RESOLUTION)
+    reference = pde.write_dataset(
+        tmp_path / "reference", "darcy", 5, progress=False, **options
+    )
+    names = sorted(p.name for p in reference.glob("shard_*.npz"))
+    assert names == ["shard_00000.npz", "shard_00001.npz", "shard_00002.npz"]
+    assert not list(reference.glob("*.tmp"))
+
+    # an interrupted run: one shard never written, one cut short
+    broken = tmp_path / "broken"
+    pde.write_dataset(broken, "darcy", 5, progress=False, **options)
+    (broken / "shard_00001.npz").unlink()
+    data = (broken / "shard_00002.npz").read_bytes()
+    (broken / "shard_00002.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="missing|corrupted"):
+        pde.load_dataset(broken, 15)
+    pde.write_dataset(broken, "darcy", 5, progress=False, **options)
+    for name in names:
+        assert (broken / name).read_bytes() == (reference / name).read_bytes()
+
+    loaded = pde.load_dataset(reference, 15)
+    assert loaded["coefficient"].shape == loaded["solution"].shape == (5, 15, 15)
+    full = pde.load_dataset(reference, RESOLUTION)
+    np.testing.assert_array_equal(loaded["solution"], full["solution"][:, ::2, ::2])
+    manifest = json.loads((reference / "manifest.json").read_text())
+    assert manifest["generator"] == "darcy" and manifest["seed"] == 5
+    assert manifest["resolutions"] == [RESOLUTION, 15, 8]
+    with pytest.raises(ValueError, match="other settings"):
+        pde.write_dataset(
+            reference, "darcy", 5, progress=False, **{**options, "seed": 6}
+        )
+    with pytest.raises(ValueError, match="not saved"):
+        pde.load_dataset(reference, 11)
+
+
+SHARDED = textwrap.dedent(
+    """
+    import jax, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import pde
+    assert len(jax.devices()) == 8
+    key = jax.random.key(3)
+    many = pde.darcy_samples(key, 10, resolution=13)
+    one = pde.darcy_samples(key, 10, resolution=13, devices=jax.devices()[:1])
+    for x, y in zip(many, one):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    print("ok")
+    """
+)
+
+
+def test_samples_split_over_eight_host_devices_are_identical():
+    root = Path(__file__).resolve().parents[2]
+    environment = dict(os.environ)
+    environment["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    environment["JAX_PLATFORMS"] = "cpu"
+    environment["PYTHONPATH"] = (
+        str(root) + os.pathsep + environment.get("PYTHONPATH", "")
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", SHARDED],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok")
