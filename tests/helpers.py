@@ -73,3 +73,29 @@ def assembled_diffusion(coefficient, reaction=0.0):
     cols += list(range(size))
     values += list(diagonal.reshape(-1))
     return sps.csr_matrix((values, (rows, cols)), shape=(size, size))
+
+
+def run_with_eight_host_devices(script: str) -> str:
+    """Run a Python script in a fresh process whose JAX sees 8 CPU devices
+    (the flag must be set before JAX starts); returns its stdout."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    environment = dict(os.environ)
+    environment["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    environment["JAX_PLATFORMS"] = "cpu"
+    environment["PYTHONPATH"] = (
+        str(root) + os.pathsep + environment.get("PYTHONPATH", "")
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout

@@ -2,11 +2,7 @@
 disk (manifest, atomic shards, resume, corruption)."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +12,7 @@ import scipy.sparse as sps
 import scipy.sparse.linalg as spla
 
 import pde
+from tests.helpers import run_with_eight_host_devices
 
 RESOLUTION = 29  # 28 = 4 * 7: subsamples to 15, 8 and 5
 
@@ -139,20 +136,4 @@ SHARDED = textwrap.dedent(
 
 
 def test_samples_split_over_eight_host_devices_are_identical():
-    root = Path(__file__).resolve().parents[2]
-    environment = dict(os.environ)
-    environment["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    environment["JAX_PLATFORMS"] = "cpu"
-    environment["PYTHONPATH"] = (
-        str(root) + os.pathsep + environment.get("PYTHONPATH", "")
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", SHARDED],
-        cwd=root,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.startswith("ok")
+    assert run_with_eight_host_devices(SHARDED).startswith("ok")

@@ -1,11 +1,7 @@
 """Orders for sequences (Hilbert curve, FFT + PCA) and chunked / sharded
 sequence solves."""
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +9,7 @@ import numpy as np
 import pytest
 
 import solvers
-from tests.helpers import diffusion_coefficient
+from tests.helpers import diffusion_coefficient, run_with_eight_host_devices
 
 
 @pytest.mark.parametrize("ndim, bits", [(2, 4), (3, 3)])
@@ -105,20 +101,4 @@ SHARDED = textwrap.dedent(
 
 
 def test_chunks_sharded_over_eight_host_devices():
-    root = Path(__file__).resolve().parents[2]
-    environment = dict(os.environ)
-    environment["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    environment["JAX_PLATFORMS"] = "cpu"
-    environment["PYTHONPATH"] = (
-        str(root) + os.pathsep + environment.get("PYTHONPATH", "")
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", SHARDED],
-        cwd=root,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.startswith("ok")
+    assert run_with_eight_host_devices(SHARDED).startswith("ok")
