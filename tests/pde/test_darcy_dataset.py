@@ -128,12 +128,12 @@ SHARDED = textwrap.dedent(
     key = jax.random.key(3)
     many = pde.darcy_samples(key, 10, resolution=13)
     one = pde.darcy_samples(key, 10, resolution=13, devices=jax.devices()[:1])
-    for x, y in zip(many, one):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(np.asarray(many[0]), np.asarray(one[0]))
+    np.testing.assert_allclose(np.asarray(many[1]), np.asarray(one[1]), rtol=1e-13, atol=1e-17)
     print("ok")
     """
 )
 
 
-def test_samples_split_over_eight_host_devices_are_identical():
+def test_samples_split_over_eight_host_devices_agree():
     assert run_with_eight_host_devices(SHARDED).startswith("ok")
