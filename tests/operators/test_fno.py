@@ -1,0 +1,160 @@
+"""Spectral convolution, the FNO, losses and the normaliser: values,
+resolution invariance, dtypes, jit, vmap, gradients, bad input."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import operators
+
+
+def test_spectral_convolution_matches_a_direct_fourier_multiplier():
+    layer = operators.SpectralConvolution(2, 3, (4,), key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (2, 16))
+    weights = np.asarray(layer.weights_real[0]) + 1j * np.asarray(layer.weights_imag[0])
+    spectrum = np.fft.rfft(np.asarray(x), axis=1)
+    expected_spectrum = np.zeros((3, 9), complex)
+    expected_spectrum[:, :4] = np.einsum("im,iom->om", spectrum[:, :4], weights)
+    expected = np.fft.irfft(expected_spectrum, n=16, axis=1)
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_spectral_convolution_commutes_with_periodic_shifts_and_resolution():
+    layer = operators.SpectralConvolution(1, 1, (3, 3), key=jax.random.key(2))
+
+    def field(n):
+        t = jnp.arange(n) / n
+        x, y = jnp.meshgrid(t, t, indexing="ij")
+        return (
+            jnp.sin(2 * jnp.pi * x) * jnp.cos(4 * jnp.pi * y) + jnp.cos(2 * jnp.pi * y)
+        )[None]
+
+    coarse, fine = layer(field(16)), layer(field(32))
+    # a band-limited input gives the same function at every resolution
+    np.testing.assert_allclose(fine[:, ::2, ::2], coarse, atol=1e-12)
+    shifted = layer(jnp.roll(field(16), 3, axis=1))
+    np.testing.assert_allclose(shifted, jnp.roll(coarse, 3, axis=1), atol=1e-12)
+
+
+@pytest.mark.parametrize("ndim, grid", [(1, (24,)), (2, (20, 18)), (3, (10, 10, 12))])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_fno_shapes_dtypes_jit_and_vmap(ndim, grid, dtype):
+    model = operators.FNO(
+        2,
+        1,
+        ndim,
+        modes=4,
+        width=8,
+        depth=2,
+        projection=16,
+        padding=3,
+        key=jax.random.key(0),
+        dtype=dtype,
+    )
+    x = jax.random.normal(jax.random.key(1), (3, 2) + grid, dtype)
+    batched = jax.vmap(model)(x)
+    assert batched.shape == (3, 1) + grid and batched.dtype == dtype
+    tolerance = 1e-5 if dtype == jnp.float32 else 1e-12
+    np.testing.assert_allclose(batched[1], model(x[1]), rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(
+        eqx.filter_jit(model)(x[2]), model(x[2]), rtol=tolerance, atol=tolerance
+    )
+
+
+def test_fno_paper_defaults_and_bad_input():
+    model = operators.FNO(1, 1, key=jax.random.key(0))
+    assert model.spectral[0].modes == (12, 12) and len(model.spectral) == 4
+    assert model.lifting.weight.shape == (32, 3)
+    assert model(jnp.ones((1, 29, 29))).shape == (1, 29, 29)
+    with pytest.raises(ValueError, match="channels"):
+        model(jnp.ones((2, 29, 29)))
+    with pytest.raises(ValueError, match="vmap"):
+        model(jnp.ones((4, 1, 29, 29)))
+    with pytest.raises(ValueError, match="grid points"):
+        model(jnp.ones((1, 8, 8)))  # 8 + 9 padding < 2 * 12
+    with pytest.raises(ValueError, match="ndim"):
+        operators.FNO(1, 1, 4, key=jax.random.key(0))
+
+
+def test_training_steps_lower_the_loss_and_gradients_are_finite():
+    model = operators.FNO(
+        1,
+        1,
+        1,
+        modes=6,
+        width=12,
+        depth=2,
+        projection=16,
+        padding=0,
+        key=jax.random.key(3),
+    )
+    t = jnp.linspace(0, 1, 32, endpoint=False)
+    phases = jax.random.uniform(jax.random.key(4), (16,)) * 2 * jnp.pi
+    inputs = jnp.sin(2 * jnp.pi * t[None] + phases[:, None])[:, None]
+    targets = jnp.cos(2 * jnp.pi * t[None] + phases[:, None])[
+        :, None
+    ]  # the derivative / 2 pi
+
+    def loss(model):
+        predictions = jax.vmap(model)(inputs)
+        return jnp.mean(jax.vmap(operators.relative_lp_loss)(predictions, targets))
+
+    optimiser = optax.adam(3e-3)
+    state = optimiser.init(eqx.filter(model, eqx.is_array))
+
+    @eqx.filter_jit
+    def step(model, state):
+        value, grads = eqx.filter_value_and_grad(loss)(model)
+        updates, state = optimiser.update(grads, state)
+        return eqx.apply_updates(model, updates), state, value, grads
+
+    first = None
+    # optax's bias correction mixes a Python float with an int32 count,
+    # which the suite's strict promotion refuses
+    with jax.numpy_dtype_promotion("standard"):
+        model, state, first, _ = step(model, state)
+    for _ in range(60):
+        with jax.numpy_dtype_promotion("standard"):
+            model, state, value, grads = step(model, state)
+        leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_array))
+        assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in leaves)
+    assert float(loss(model)) < 0.5 * float(first)
+
+
+def test_losses():
+    target = jnp.array([3.0, 4.0])
+    assert float(operators.relative_lp_loss(jnp.zeros(2), target)) == pytest.approx(1.0)
+    assert float(operators.relative_lp_loss(target * 1.1, target)) == pytest.approx(0.1)
+    assert float(
+        operators.relative_lp_loss(jnp.array([3.0, 5.0]), target, p=1)
+    ) == pytest.approx(1 / 7)
+    with pytest.raises(ValueError, match="shapes"):
+        operators.relative_lp_loss(jnp.zeros(3), target)
+
+    # resolution-aware: the same functions sampled at two resolutions
+    def pair(n):
+        x = jnp.linspace(0, 1, n)
+        exact = jnp.sin(jnp.pi * x)[None]
+        return exact + 0.05 * jnp.sin(5 * jnp.pi * x)[None], exact
+
+    for loss in (operators.relative_lp_loss, operators.relative_h1_loss):
+        coarse, fine = loss(*pair(65)), loss(*pair(513))
+        assert abs(float(coarse) / float(fine) - 1) < 0.05
+    # H1 weighs the oscillating error by its derivative (5 times larger)
+    assert float(operators.relative_h1_loss(*pair(513))) > 3 * float(
+        operators.relative_lp_loss(*pair(513))
+    )
+
+
+def test_unit_gaussian_normaliser_round_trip():
+    data = 2.0 + 3.0 * jax.random.normal(jax.random.key(0), (50, 8, 8))
+    normaliser = operators.UnitGaussianNormaliser(data)
+    encoded = jax.vmap(normaliser.encode)(data)
+    np.testing.assert_allclose(jnp.mean(encoded, axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(jnp.std(encoded, axis=0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(jax.vmap(normaliser.decode)(encoded), data, rtol=1e-12)
+    scalar = operators.UnitGaussianNormaliser(data, pointwise=False)
+    assert scalar.mean.shape == () and scalar.encode(data[0]).shape == (8, 8)
