@@ -1,6 +1,10 @@
 """PDE problems and dataset generators (more in development; see the README's
 status table)."""
 
+from ._burgers import burgers_initial_condition as burgers_initial_condition
+from ._burgers import burgers_samples as burgers_samples
+from ._burgers import burgers_solve as burgers_solve
+from ._burgers import periodic_subsample as periodic_subsample
 from ._darcy import darcy_sample as darcy_sample
 from ._darcy import darcy_samples as darcy_samples
 from ._darcy import subsample as subsample

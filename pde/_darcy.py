@@ -10,6 +10,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from solvers import CG, RESULTS, DiffusionOperator, Multigrid, solve
 
 from ._random_field import gaussian_random_field
+from ._sharding import over_devices, sample_indices
 
 
 def subsample(
@@ -116,11 +117,7 @@ def darcy_samples(
     devices = tuple(jax.local_devices() if devices is None else devices)
     if batch_size < 1:
         raise ValueError(f"darcy_samples: batch_size must be >= 1, got {batch_size}.")
-    per_device = -(-num_samples // (len(devices) * batch_size)) * batch_size
-    # padded with repeats of the last index, dropped below
-    indices = first_index + jnp.minimum(
-        jnp.arange(per_device * len(devices), dtype=jnp.uint32), num_samples - 1
-    )
+    indices = sample_indices(num_samples, first_index, devices, batch_size)
     coefficients, solutions, results = _generate(
         key,
         indices,
@@ -153,14 +150,4 @@ def _generate(key, indices, resolution, alpha, tau, rtol, batch_size, dtype, dev
 
         return lax.map(one, indices, batch_size=batch_size)
 
-    if len(devices) > 1:
-        mesh = jax.sharding.Mesh(list(devices), ("samples",))
-        split = jax.sharding.PartitionSpec("samples")
-        run = jax.shard_map(
-            run,
-            mesh=mesh,
-            in_specs=(jax.sharding.PartitionSpec(), split),
-            out_specs=split,
-            check_vma=False,
-        )
-    return run(key, indices)
+    return over_devices(run, devices)(key, indices)

@@ -5,16 +5,32 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._burgers import burgers_samples, periodic_subsample
 from ._darcy import darcy_samples, subsample
 
-GENERATORS = {"darcy": darcy_samples}
+
+class _Generator(NamedTuple):
+    samples: Callable
+    default_resolution: int
+    subsample: Callable
+    fields: tuple[str, str]
+
+
+GENERATORS = {
+    "darcy": _Generator(darcy_samples, 421, subsample, ("coefficient", "solution")),
+    "burgers": _Generator(
+        burgers_samples, 8192, periodic_subsample, ("initial", "final")
+    ),
+}
 MANIFEST = "manifest.json"
 
 
@@ -62,9 +78,10 @@ def write_dataset(
     Layout: ``manifest.json`` (generator, its options, seed, sample count,
     shard size, saved resolutions, library version, and the SHA-256 of every
     finished shard) and ``shard_00000.npz``, ... each holding
-    ``coefficient_<r>`` and ``solution_<r>`` arrays for every saved
+    ``<input>_<r>`` and ``<output>_<r>`` arrays for every saved
     resolution r (the solve resolution first, then ``resolutions``,
-    subsampled). Sample i is generated from ``fold_in(key(seed), i)``, so an
+    subsampled): ``coefficient`` and ``solution`` for "darcy", ``initial``
+    and ``final`` for "burgers". Sample i is generated from ``fold_in(key(seed), i)``, so an
     interrupted and resumed run writes exactly the bytes of an uninterrupted
     one. Shards and the manifest are written to a temporary file and renamed;
     a shard whose digest does not match the manifest (corrupted, or
@@ -72,12 +89,13 @@ def write_dataset(
 
     Args:
         directory: where the dataset lives (created if needed).
-        generator: "darcy" (``pde.darcy_samples``).
+        generator: "darcy" (``pde.darcy_samples``, solved at 421 by default)
+            or "burgers" (``pde.burgers_samples``, 8192).
         num_samples: total number of samples.
         seed: integer seed.
         shard_size: samples per shard.
         resolutions: extra resolutions to store by subsampling (e.g. 85, 141,
-            211 from 421).
+            211 from 421; 1024 from 8192).
         progress: show a progress bar (samples done, samples per second).
         **options: passed to the generator (``resolution``, ``alpha``, ...).
 
@@ -92,7 +110,8 @@ def write_dataset(
         raise ValueError("num_samples and shard_size must be >= 1.")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    resolution = int(options.get("resolution", 421))
+    spec = GENERATORS[generator]
+    resolution = int(options.get("resolution", spec.default_resolution))
     saved = [resolution] + [int(r) for r in resolutions if int(r) != resolution]
     settings = {
         "generator": generator,
@@ -135,13 +154,12 @@ def write_dataset(
         if name in shards and path.exists() and _digest(path) == shards[name]:
             bar.update(size)
             continue
-        coefficient, solution = GENERATORS[generator](
-            key, size, first_index=first, **options
-        )
-        arrays = {}
-        for r in saved:
-            arrays[f"coefficient_{r}"] = np.asarray(subsample(coefficient, r))
-            arrays[f"solution_{r}"] = np.asarray(subsample(solution, r))
+        fields = spec.samples(key, size, first_index=first, **options)
+        arrays = {
+            f"{name}_{r}": np.asarray(spec.subsample(field, r))
+            for r in saved
+            for name, field in zip(spec.fields, fields, strict=True)
+        }
         _atomic_write(path, lambda file, arrays=arrays: np.savez(file, **arrays))
         shards[name] = _digest(path)
         save_manifest()
@@ -151,8 +169,9 @@ def write_dataset(
 
 
 def load_dataset(directory, resolution: int) -> dict[str, np.ndarray]:
-    """``{"coefficient": (N, r, r), "solution": (N, r, r)}`` at one saved
-    resolution, every shard checked against the manifest's digest.
+    """The dataset at one saved resolution, every shard checked against the
+    manifest's digest: ``{"coefficient": (N, r, r), "solution": (N, r, r)}``
+    for Darcy, ``{"initial": (N, r), "final": (N, r)}`` for Burgers.
 
     Raises:
         ValueError: missing, unfinished or corrupted dataset, or a resolution
@@ -170,7 +189,7 @@ def load_dataset(directory, resolution: int) -> dict[str, np.ndarray]:
             f"resolution {resolution} was not saved; available: {manifest['resolutions']}."
         )
     count = -(-manifest["num_samples"] // manifest["shard_size"])
-    parts = {"coefficient": [], "solution": []}
+    parts = {name: [] for name in GENERATORS[manifest["generator"]].fields}
     for shard in range(count):
         name = f"shard_{shard:05d}.npz"
         path = directory / name
