@@ -10,14 +10,20 @@
    against SciPy's fit.
 4. A sequence of Darcy systems solved with GMRES and with GCRO-DR carrying
    its recycled subspace along a sorted chain (SKR), counting matvecs.
-Runs in about a minute and a half on 2 CPU cores.
+5. Operator learning end to end: 600 Darcy samples generated with the
+   multigrid solver at 85 x 85, a Fourier neural operator trained at 29 x 29,
+   its test error at 29, 43 and 85 (the last two never seen in training),
+   and a PNG of one test sample (examples/darcy_fno.py has larger settings).
+Runs in about three minutes on 2 CPU cores.
 """
 
 import time
+from pathlib import Path
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
+import darcy_fno
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -122,12 +128,38 @@ def recycled_sequence():
         )
 
 
+def operator_learning():
+    settings = darcy_fno.SETTINGS["quick"]
+    directory = Path("data") / "darcy_quickstart"
+    total = settings["train_samples"] + settings["test_samples"]
+    print(
+        f"5. Darcy -> FNO: {total} samples solved at {settings['solve']}, "
+        f"training at {settings['train']} (data in {directory}, reused if there)"
+    )
+    start = time.perf_counter()
+    darcy_fno.generate(directory, settings, seed=0, progress=False)
+    print(f"   data: {time.perf_counter() - start:.1f} s")
+    result = darcy_fno.train(directory, settings, seed=0, progress=False)
+    losses = result.train_loss
+    print(
+        f"   training: {result.epochs_done} epochs in {result.seconds:.1f} s, "
+        f"train loss {float(losses[0]):.3f} -> {float(losses[-1]):.4f}"
+    )
+    for resolution, error in darcy_fno.test_errors(
+        directory, result.model, settings
+    ).items():
+        seen = "trained here" if resolution == settings["train"] else "zero-shot"
+        print(f"   test relative L2 at {resolution:3d}: {100 * error:5.2f}%  ({seen})")
+    darcy_fno.save_figure("darcy_quickstart.png", directory, result.model, settings)
+
+
 def main():
     start = time.perf_counter()
     bessel_where_scipy_fails()
     derivatives()
     vmf_fit_high_dimension()
     recycled_sequence()
+    operator_learning()
     print(f"done in {time.perf_counter() - start:.0f} s")
 
 

@@ -28,6 +28,8 @@ class Training(eqx.Module):
         model: the trained model (the last epoch that finished with a finite
             loss).
         train_loss: mean training loss of every epoch, NaN for epochs not run.
+        epoch_seconds: wall-clock seconds of every epoch run by this call
+            (the first includes compilation), NaN for the others.
         epochs_done: epochs completed (including those before a resume).
         seconds: wall-clock seconds of this call, compilation included.
         status: "finished", or why training stopped early.
@@ -35,6 +37,7 @@ class Training(eqx.Module):
 
     model: eqx.Module
     train_loss: Float[Array, " epochs"]
+    epoch_seconds: Float[Array, " epochs"]
     epochs_done: int = eqx.field(static=True)
     seconds: float = eqx.field(static=True)
     status: str = eqx.field(static=True)
@@ -226,6 +229,7 @@ def fit(
         disable=not progress,
         desc="training",
     )
+    epoch_seconds = np.full(num_epochs, np.nan)
     epoch = first_epoch
     for epoch in range(first_epoch, num_epochs):
         began = time.perf_counter()
@@ -253,7 +257,8 @@ def fit(
                 epoch=done,
                 metadata=settings,
             )
-        rate = steps_per_epoch * batch_size / (time.perf_counter() - began)
+        epoch_seconds[epoch] = time.perf_counter() - began
+        rate = steps_per_epoch * batch_size / epoch_seconds[epoch]
         bar.set_postfix(loss=f"{mean_loss:.4g}", samples_per_s=f"{rate:.0f}")
         bar.update(1)
     else:
@@ -262,6 +267,7 @@ def fit(
     return Training(
         model=eqx.combine(parameters, frozen),
         train_loss=train_loss,
+        epoch_seconds=jnp.asarray(epoch_seconds),
         epochs_done=epoch,
         seconds=time.perf_counter() - start,
         status=status,

@@ -50,7 +50,7 @@ def test_fno_shapes_dtypes_jit_and_vmap(ndim, grid, dtype):
         width=8,
         depth=2,
         projection=16,
-        padding=3,
+        padding=0.125,
         key=jax.random.key(0),
         dtype=dtype,
     )
