@@ -13,6 +13,7 @@ import jax.tree_util as jtu
 import numpy as np
 import optax
 from jax import lax
+from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
@@ -103,9 +104,10 @@ def fit(
     (the remainder of the permutation is skipped, different samples each
     epoch), so an epoch costs one dispatch. The batch is split over
     ``devices`` (default: all local devices; ``batch_size`` must be a
-    multiple of their number) with ``jax.sharding``: the data and the
-    parameters are replicated, each device computes the loss of its share of
-    the batch, and the compiler sums the gradients across devices.
+    multiple of their number) with ``jax.shard_map``: the data and the
+    parameters are replicated, each device computes the loss and gradient of
+    its share of the batch, and the gradients are averaged across devices
+    (``lax.pmean``) before the optimiser step.
 
     Checkpoints: with ``checkpoint_dir``, the model, optimiser state and
     loss history are saved every ``checkpoint_every`` epochs and after the
@@ -151,8 +153,8 @@ def fit(
     if optimiser is None:
         optimiser = default_optimiser(num_epochs * steps_per_epoch)
     mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    replicated = jax.sharding.NamedSharding(mesh, P())
+    split = jax.sharding.NamedSharding(mesh, P("batch"))
 
     trainable = _trainable(model)
     parameters, frozen = eqx.partition(model, trainable)
@@ -190,6 +192,11 @@ def fit(
     parameters, opt_state, train_loss = put(
         (parameters, opt_state, train_loss), replicated
     )
+    # normaliser statistics fitted on data that live elsewhere (say, sharded
+    # by the generator) must sit on the training devices too
+    frozen = jtu.tree_map(
+        lambda leaf: put(leaf, replicated) if eqx.is_array(leaf) else leaf, frozen
+    )
     inputs, targets = put((inputs, targets), replicated)
 
     @eqx.filter_jit
@@ -204,11 +211,29 @@ def fit(
             predictions = jax.vmap(model)(x)
             return jnp.mean(jax.vmap(loss)(predictions, y))
 
+        local_value_and_grad = jax.value_and_grad(batch_loss)
+        loss_and_grad = local_value_and_grad
+        if len(devices) > 1:
+            # explicit per-device shares: left to the partitioner, the
+            # vmapped FFTs and einsums were not split by batch, and two
+            # devices each did the whole step
+            def local_loss_and_grad(parameters, x, y):
+                value, grads = local_value_and_grad(parameters, x, y)
+                return lax.pmean((value, grads), "batch")
+
+            loss_and_grad = jax.shard_map(
+                local_loss_and_grad,
+                mesh=mesh,
+                in_specs=(P(), P("batch"), P("batch")),
+                out_specs=P(),
+                check_vma=False,
+            )
+
         def step(carry, indices):
             parameters, opt_state = carry
             x = lax.with_sharding_constraint(inputs[indices], split)
             y = lax.with_sharding_constraint(targets[indices], split)
-            value, grads = jax.value_and_grad(batch_loss)(parameters, x, y)
+            value, grads = loss_and_grad(parameters, x, y)
             # optax mixes Python scalars and int step counts with float
             # arrays, which a user's strict dtype promotion would reject
             with jax.numpy_dtype_promotion("standard"):
@@ -296,4 +321,10 @@ def evaluate(
 
         return jnp.mean(lax.map(one, (inputs, targets), batch_size=batch_size))
 
-    return run(model, jnp.asarray(inputs), jnp.asarray(targets))
+    inputs, targets = jnp.asarray(inputs), jnp.asarray(targets)
+    arrays = jtu.tree_leaves(eqx.filter(model, eqx.is_array))
+    if arrays:
+        # a model trained on several devices is replicated there; the data
+        # follow it instead of failing on mismatched devices
+        inputs, targets = jax.device_put((inputs, targets), arrays[0].sharding)
+    return run(model, inputs, targets)

@@ -171,6 +171,16 @@ DATA_PARALLEL = textwrap.dedent(
     alone = operators.fit(small_fno(), x, y, devices=jax.devices()[:1], **options)
     for a, b in zip(leaves(spread.model), leaves(alone.model), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    # data sharded over all eight (as a generator leaves them), a normaliser
+    # fitted on them, training and evaluation on one device
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("d",))
+    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    xs, ys = jax.device_put((x, y), sharded)
+    model = operators.NormalisedOperator(
+        small_fno(), operators.UnitGaussianNormaliser(xs, pointwise=False)
+    )
+    one = operators.fit(model, xs, ys, devices=jax.devices()[:1], **options)
+    assert np.isfinite(float(operators.evaluate(one.model, xs, ys)))
     print("ok")
     """
 )
