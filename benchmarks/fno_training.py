@@ -172,6 +172,10 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--padding", type=float, default=None)
+    parser.add_argument(
+        "--pointwise", type=int, choices=(0, 1), default=None,
+        help="pointwise (1) or field-wide (0) normalisation",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="the quickstart setting")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--skip-torch", action="store_true")
@@ -181,6 +185,8 @@ def main():
     print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
     example = darcy_fno if args.problem == "darcy" else burgers_fno
     settings = dict(example.SETTINGS["quick" if args.quick else "full"])
+    if args.pointwise is not None:
+        settings["pointwise"] = bool(args.pointwise)
     for name in ("learning_rate", "batch_size", "padding"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)

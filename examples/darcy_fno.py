@@ -25,17 +25,17 @@ SETTINGS = {
     "quick": dict(
         solve=85, train=29, evaluate=(29, 43, 85), train_samples=500,
         test_samples=100, modes=8, width=20, epochs=20, batch_size=20,
-        learning_rate=5e-3,
+        learning_rate=5e-3, pointwise=True,
     ),
     "small": dict(
         solve=141, train=36, evaluate=(36, 71, 141), train_samples=600,
         test_samples=100, modes=8, width=24, epochs=30, batch_size=20,
-        learning_rate=3e-3,
+        learning_rate=3e-3, pointwise=True,
     ),
     "full": dict(
         solve=421, train=85, evaluate=(85, 141, 211), train_samples=1000,
         test_samples=100, modes=12, width=32, epochs=150, batch_size=20,
-        learning_rate=2e-3,
+        learning_rate=2e-3, pointwise=True,
     ),
 }  # fmt: skip
 

@@ -40,12 +40,13 @@ def train_fno(x, y, settings, *, seed, checkpoints=None, progress=True):
         key=model_key,
         dtype=x.dtype,
     )
-    # one mean and deviation per field, not per point: they hold at every
-    # resolution, so the same model is evaluated on finer grids
+    # pointwise statistics (the paper's) resample to any node grid; periodic
+    # problems use one mean and deviation per field
+    pointwise = settings.get("pointwise", False)
     model = operators.NormalisedOperator(
         fno,
-        operators.UnitGaussianNormaliser(x, pointwise=False),
-        operators.UnitGaussianNormaliser(y, pointwise=False),
+        operators.UnitGaussianNormaliser(x, pointwise=pointwise),
+        operators.UnitGaussianNormaliser(y, pointwise=pointwise),
     )
     steps = settings["epochs"] * (x.shape[0] // settings["batch_size"])
     optimiser = operators.default_optimiser(

@@ -2,6 +2,7 @@
 
 import equinox as eqx
 import jax.numpy as jnp
+import jax.scipy.ndimage as jndimage
 from jaxtyping import Array, Float
 
 
@@ -10,9 +11,13 @@ class UnitGaussianNormaliser(eqx.Module):
     deviation of the training set at every grid point (the FNO paper's
     normaliser); ``decode`` inverts it.
 
-    Pointwise statistics belong to the resolution they were fitted at; for
-    evaluation at other resolutions fit with ``pointwise=False`` (one mean and
-    one deviation for the whole field), which holds at every resolution.
+    Pointwise statistics are fields on the training grid. Applied to a
+    sample on another grid of the same box they are first resampled by
+    multilinear interpolation between nodes, the grids taken to include both
+    ends of every axis (x_i = i / (n - 1), as the Darcy data): so one
+    normaliser serves every resolution. For periodic grids (x_i = i / n) the
+    interpolation is off by up to half a cell; use ``pointwise=False`` there
+    (one mean and one deviation for the whole field).
 
     Args:
         data: training fields, shape (N, ...).
@@ -30,8 +35,25 @@ class UnitGaussianNormaliser(eqx.Module):
         self.std = jnp.std(data, axis=axis)
         self.eps = eps
 
+    def _on_grid_of(self, statistic, x):
+        if statistic.ndim == 0 or statistic.shape == x.shape:
+            return statistic
+        if statistic.ndim != x.ndim:
+            raise ValueError(
+                f"UnitGaussianNormaliser: fitted on samples of shape {statistic.shape}, "
+                f"applied to shape {x.shape}; the number of axes must agree."
+            )
+        axes = [
+            jnp.linspace(0.0, old - 1.0, new, dtype=statistic.dtype)
+            for old, new in zip(statistic.shape, x.shape, strict=True)
+        ]
+        coordinates = jnp.meshgrid(*axes, indexing="ij")
+        return jndimage.map_coordinates(statistic, coordinates, order=1)
+
     def encode(self, x):
-        return (x - self.mean) / (self.std + self.eps)
+        mean, std = self._on_grid_of(self.mean, x), self._on_grid_of(self.std, x)
+        return (x - mean) / (std + self.eps)
 
     def decode(self, x):
-        return x * (self.std + self.eps) + self.mean
+        mean, std = self._on_grid_of(self.mean, x), self._on_grid_of(self.std, x)
+        return x * (std + self.eps) + mean

@@ -153,6 +153,7 @@ def test_order_gradient_is_not_silently_zero():
     assert np.all(np.asarray(slopes_i) < 0)
 
 
+@pytest.mark.slow  # 45 s on 2 cores
 @pytest.mark.parametrize("name", ["log_iv", "log_kv"])
 def test_large_batches_grouped_by_region_match_small_ones(name):
     """Batches above the grouping threshold are permuted, chunked and put back;

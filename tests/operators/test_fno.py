@@ -158,3 +158,18 @@ def test_unit_gaussian_normaliser_round_trip():
     np.testing.assert_allclose(jax.vmap(normaliser.decode)(encoded), data, rtol=1e-12)
     scalar = operators.UnitGaussianNormaliser(data, pointwise=False)
     assert scalar.mean.shape == () and scalar.encode(data[0]).shape == (8, 8)
+
+
+def test_pointwise_statistics_follow_the_resolution():
+    # a linear field on the nodes of [0, 1]: interpolation reproduces it
+    def ramp(n):
+        t = jnp.linspace(0.0, 1.0, n)
+        return (1.0 + t[:, None] + 2.0 * t[None, :])[None]
+
+    data = jnp.stack([ramp(9) * scale for scale in (1.0, 2.0, 3.0)])
+    normaliser = operators.UnitGaussianNormaliser(data)
+    fine = 2.0 * ramp(17)
+    np.testing.assert_allclose(normaliser.encode(fine), 0.0, atol=1e-12)
+    np.testing.assert_allclose(normaliser.decode(normaliser.encode(fine)), fine)
+    with pytest.raises(ValueError, match="number of axes"):
+        normaliser.encode(jnp.ones((17, 17)))

@@ -70,7 +70,7 @@ def test_vcycle_is_symmetric_positive_definite():
     assert jnp.min(jnp.linalg.eigvalsh(0.5 * (M + M.T))) > 0
 
 
-@pytest.mark.parametrize("n", [31, 127, 255])
+@pytest.mark.parametrize("n", [31, 127, pytest.param(255, marks=pytest.mark.slow)])
 def test_iterations_flat_under_refinement(n):
     operator = solvers.DiffusionOperator(darcy_coefficient(n))
     b = jnp.ones(n * n)
@@ -80,6 +80,7 @@ def test_iterations_flat_under_refinement(n):
     assert int(solution.stats["num_steps"]) <= 10
 
 
+@pytest.mark.slow  # 50 s on 2 cores
 def test_even_grid_and_three_dimensions():
     for coefficient in (darcy_coefficient(100), darcy_coefficient(30, ndim=3)):
         operator = solvers.DiffusionOperator(coefficient)
