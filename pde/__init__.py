@@ -5,6 +5,12 @@ from ._burgers import burgers_initial_condition as burgers_initial_condition
 from ._burgers import burgers_samples as burgers_samples
 from ._burgers import burgers_solve as burgers_solve
 from ._burgers import periodic_subsample as periodic_subsample
+from ._chebyshev import ChebyshevSolution as ChebyshevSolution
+from ._chebyshev import (
+    chebyshev_differentiation_matrix as chebyshev_differentiation_matrix,
+)
+from ._chebyshev import chebyshev_points as chebyshev_points
+from ._chebyshev import chebyshev_solve as chebyshev_solve
 from ._darcy import darcy_sample as darcy_sample
 from ._darcy import darcy_samples as darcy_samples
 from ._darcy import subsample as subsample

@@ -1,4 +1,4 @@
-"""Outcome codes of the linear solvers."""
+"""Outcome codes of the linear (and the nonlinear collocation) solvers."""
 
 import equinox as eqx
 
@@ -24,4 +24,9 @@ class RESULTS(eqx.Enumeration):
     nonfinite = (
         "A NaN or inf appeared in b, x0, or the output of the operator or "
         "preconditioner."
+    )
+    newton_max_steps_reached = (
+        "Newton's method reached max_steps before its step fell below rtol times "
+        "the solution. Increase max_steps, start from a better initial guess, or "
+        "use more points if the solution is not resolved."
     )
