@@ -176,6 +176,7 @@ def main():
         "--pointwise", type=int, choices=(0, 1), default=None,
         help="pointwise (1) or field-wide (0) normalisation",
     )  # fmt: skip
+    parser.add_argument("--loss", choices=("l2", "h1"), default=None)
     parser.add_argument("--quick", action="store_true", help="the quickstart setting")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--skip-torch", action="store_true")
@@ -187,7 +188,7 @@ def main():
     settings = dict(example.SETTINGS["quick" if args.quick else "full"])
     if args.pointwise is not None:
         settings["pointwise"] = bool(args.pointwise)
-    for name in ("learning_rate", "batch_size", "padding"):
+    for name in ("learning_rate", "batch_size", "padding", "loss"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     data = args.data or Path(tempfile.mkdtemp()) / args.problem

@@ -35,7 +35,7 @@ SETTINGS = {
     "full": dict(
         solve=421, train=85, evaluate=(85, 141, 211), train_samples=1000,
         test_samples=100, modes=12, width=32, epochs=150, batch_size=20,
-        learning_rate=2e-3, pointwise=True,
+        learning_rate=2e-3, pointwise=True, loss="h1",
     ),
 }  # fmt: skip
 

@@ -27,8 +27,9 @@ def load_split(directory, resolution, train_samples, dtype=jnp.float32):
 
 
 def train_fno(x, y, settings, *, seed, checkpoints=None, progress=True):
-    """An FNO between field-wide unit-Gaussian normalisations, trained with
-    Adam and a cosine decay; returns ``operators.fit``'s ``Training``."""
+    """An FNO between unit-Gaussian normalisations, trained with Adam and a
+    cosine decay on the relative L2 (or, with settings["loss"] = "h1", H1)
+    loss; returns ``operators.fit``'s ``Training``."""
     model_key, shuffle_key = jax.random.split(jax.random.key(seed))
     fno = operators.FNO(
         1,
@@ -52,10 +53,12 @@ def train_fno(x, y, settings, *, seed, checkpoints=None, progress=True):
     optimiser = operators.default_optimiser(
         steps, learning_rate=settings["learning_rate"]
     )
+    losses = {"l2": operators.relative_lp_loss, "h1": operators.relative_h1_loss}
     return operators.fit(
         model,
         x,
         y,
+        loss=losses[settings.get("loss", "l2")],
         key=shuffle_key,
         num_epochs=settings["epochs"],
         batch_size=settings["batch_size"],
