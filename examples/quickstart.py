@@ -24,6 +24,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 import darcy_fno
+from operator_learning import test_errors
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -145,9 +146,7 @@ def operator_learning():
         f"   training: {result.epochs_done} epochs in {result.seconds:.1f} s, "
         f"train loss {float(losses[0]):.3f} -> {float(losses[-1]):.4f}"
     )
-    for resolution, error in darcy_fno.test_errors(
-        directory, result.model, settings
-    ).items():
+    for resolution, error in test_errors(directory, result.model, settings).items():
         seen = "trained here" if resolution == settings["train"] else "zero-shot"
         print(f"   test relative L2 at {resolution:3d}: {100 * error:5.2f}%  ({seen})")
     darcy_fno.save_figure("darcy_quickstart.png", directory, result.model, settings)
