@@ -24,12 +24,12 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 import darcy_fno
-from operator_learning import test_errors
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import scipy.special as sp
 import scipy.stats
+from operator_learning import test_errors
 
 import numerics
 import pde
