@@ -312,19 +312,21 @@ def evaluate(
     same weights at a finer grid this is the zero-shot super-resolution
     error."""
     _check_data(inputs, targets, "evaluate")
-
-    @eqx.filter_jit
-    def run(model, inputs, targets):
-        def one(pair):
-            x, y = pair
-            return loss(model(x), y)
-
-        return jnp.mean(lax.map(one, (inputs, targets), batch_size=batch_size))
-
     inputs, targets = jnp.asarray(inputs), jnp.asarray(targets)
     arrays = jtu.tree_leaves(eqx.filter(model, eqx.is_array))
     if arrays:
         # a model trained on several devices is replicated there; the data
         # follow it instead of failing on mismatched devices
         inputs, targets = jax.device_put((inputs, targets), arrays[0].sharding)
-    return run(model, inputs, targets)
+    return _mean_loss(model, inputs, targets, loss, batch_size)
+
+
+# module level, so repeated evaluations of one model and data shape reuse a
+# single compilation (a function defined inside evaluate compiled every call)
+@eqx.filter_jit
+def _mean_loss(model, inputs, targets, loss, batch_size):
+    def one(pair):
+        x, y = pair
+        return loss(model(x), y)
+
+    return jnp.mean(lax.map(one, (inputs, targets), batch_size=batch_size))
