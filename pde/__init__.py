@@ -16,6 +16,14 @@ from ._darcy import darcy_samples as darcy_samples
 from ._darcy import subsample as subsample
 from ._dataset import load_dataset as load_dataset
 from ._dataset import write_dataset as write_dataset
+from ._gp_kernels import AbstractStationaryKernel as AbstractStationaryKernel
+from ._gp_kernels import MaternKernel as MaternKernel
+from ._gp_kernels import MaternMixtureKernel as MaternMixtureKernel
+from ._gp_kernels import SpectralMixtureKernel as SpectralMixtureKernel
+from ._gp_kernels import SquaredExponentialKernel as SquaredExponentialKernel
+from ._gp_solve import GPSolution as GPSolution
+from ._gp_solve import gp_solve as gp_solve
+from ._gp_solve import initial_spectral_mixture as initial_spectral_mixture
 from ._linear_problems import darcy_operator as darcy_operator
 from ._linear_problems import heat_operator as heat_operator
 from ._linear_problems import helmholtz_operator as helmholtz_operator
