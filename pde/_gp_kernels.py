@@ -108,6 +108,12 @@ def _modulated_derivative(envelope_derivatives, d, frequency, order: int):
     return total
 
 
+def _along_last(parameter, d):
+    """Per-component parameters shaped to broadcast against d[..., None]
+    without implicit rank promotion."""
+    return jnp.reshape(parameter, (1,) * (d.ndim - 1) + (-1,))
+
+
 def _check_order(order: int):
     if not 0 <= order <= MAX_DERIVATIVE_ORDER:
         raise ValueError(
@@ -158,10 +164,11 @@ class SpectralMixtureKernel(AbstractStationaryKernel):
     def derivative(self, difference, order: int):
         _check_order(order)
         d = jnp.asarray(difference)[..., None]
-        scales = jnp.exp(self.log_scales)
+        scales = _along_last(jnp.exp(self.log_scales), d)
         envelopes = _gaussian_envelope_derivatives(d, scales, order)
-        terms = _modulated_derivative(envelopes, d, self.frequencies, order)
-        return jnp.sum(jnp.exp(self.log_weights) * terms, axis=-1)
+        frequencies = _along_last(self.frequencies, d)
+        terms = _modulated_derivative(envelopes, d, frequencies, order)
+        return jnp.sum(_along_last(jnp.exp(self.log_weights), d) * terms, axis=-1)
 
     def spectrum(self):
         return self.frequencies, jnp.exp(self.log_weights)
@@ -197,10 +204,11 @@ class MaternMixtureKernel(AbstractStationaryKernel):
                 f"{order} at 0; use nu > {order / 2}."
             )
         d = jnp.asarray(difference)[..., None]
-        lengthscales = jnp.exp(self.log_lengthscales)
+        lengthscales = _along_last(jnp.exp(self.log_lengthscales), d)
         envelopes = _matern_envelope_derivatives(d, lengthscales, self.nu, order)
-        terms = _modulated_derivative(envelopes, d, self.frequencies, order)
-        return jnp.sum(jnp.exp(self.log_weights) * terms, axis=-1)
+        frequencies = _along_last(self.frequencies, d)
+        terms = _modulated_derivative(envelopes, d, frequencies, order)
+        return jnp.sum(_along_last(jnp.exp(self.log_weights), d) * terms, axis=-1)
 
     def spectrum(self):
         return self.frequencies, jnp.exp(self.log_weights)
