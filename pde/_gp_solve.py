@@ -32,6 +32,9 @@ _LIKELIHOOD_NUGGET = {jnp.dtype("float64"): 1e-10, jnp.dtype("float32"): 1e-4}
 # Mixture weights are not allowed below this fraction of the largest: such a
 # component is pruned (reported with weight 0) but stays differentiable.
 _WEIGHT_FLOOR = 1e-12
+# Spectral peaks of the source below this fraction of the strongest start as
+# pruned components.
+_PEAK_THRESHOLD = 1e-3
 # A kernel update is kept only when it lowers the midpoint residual. Tried:
 # accepting anything within 1.25x of the lowest lets the spectrum keep
 # sharpening at the rounding floor, but the error then drifts up 2-4x (P5, A2).
@@ -86,7 +89,8 @@ def initial_spectral_mixture(
 ) -> SpectralMixtureKernel:
     """A spectral mixture on the unit interval with one component at frequency
     0 (trends, boundary layers) and the others at the strongest peaks of the
-    Hann-windowed spectrum of ``source`` sampled on a uniform grid, refined by
+    Hann-windowed spectrum of ``source`` sampled on a uniform grid (peaks below
+    1e-3 of the strongest start pruned), refined by
     parabolic interpolation of the log magnitude. Bandwidths start at two
     frequency bins. For $u'' = f$ the peaks of f are those of u, and for most
     PDEs with a high-frequency solution the source carries the frequencies."""
@@ -114,7 +118,9 @@ def initial_spectral_mixture(
     # rfft bins are cycles per (n - 1) grid steps = cycles per unit interval
     # scaled by (n - 1) / n
     peaks = (index.astype(dtype) + jnp.clip(offset, -0.5, 0.5)) * (n - 1) / n
-    valid = strength[top] > 0
+    # sidelobes and float32 rounding make small spurious peaks; a component
+    # started on one of them only adds ill-conditioned directions
+    valid = strength[top] > _PEAK_THRESHOLD * jnp.max(magnitude[inner])
     frequencies = jnp.concatenate([jnp.zeros((1,), dtype), peaks.astype(dtype)])
     log_weights = jnp.concatenate(
         [jnp.zeros((1,), dtype), jnp.where(valid, 0.0, jnp.log(_WEIGHT_FLOOR))]
