@@ -375,7 +375,7 @@ def gp_solve(
 
     Accuracy: on the benchmark problems of Fang et al. relative L2 errors of
     1e-7 to 1e-9 in float64 (``benchmarks/gp_pde.py``). float32 never produces
-    NaN but is limited to percent-level errors (3.5e-2 on the test problem):
+    NaN but is limited to errors of about 1e-2 (1.1e-2 on the test problem):
     the whitened basis keeps eigenvalues above 1e-6 of the largest only, and
     the least-squares step loses $\sqrt\lambda$ digits. Use float64 for
     accuracy.
