@@ -21,10 +21,6 @@ import numerics
 MAX_DERIVATIVE_ORDER = 4
 
 
-def _binomial(n: int, k: int) -> int:
-    return math.comb(n, k)
-
-
 def _gaussian_envelope_derivatives(d, scale, max_order: int):
     r"""$e(d) = \exp(-2\pi^2 s^2 d^2)$ and its derivatives
     $e^{(j)} = e\,P_j$ with $P_{j+1} = -2ad\,P_j - 2aj\,P_{j-1}$, $a = 2\pi^2s^2$
@@ -35,20 +31,6 @@ def _gaussian_envelope_derivatives(d, scale, max_order: int):
     for j in range(1, max_order):
         polynomials.append(-2 * a * d * polynomials[j] - 2 * a * j * polynomials[j - 1])
     return [envelope * p for p in polynomials[: max_order + 1]]
-
-
-def _matern_profile(order, r):
-    r"""$F_\nu(r) = r^\nu K_\nu(r)\,/\,(2^{\nu-1}\Gamma(\nu))$ continued to
-    $\nu \le 0$ by $K_{-\nu} = K_\nu$; $F_\nu(0) = 1$ for $\nu > 0$. Computed
-    through ``numerics.log_kv`` so it neither overflows nor underflows early."""
-    safe_r = jnp.where(r > 0, r, 1.0)
-    log_value = (
-        order * jnp.log(safe_r)
-        + numerics.log_kv(order, safe_r)
-        - (order - 1) * jnp.log(2.0)
-        - jnp.asarray(math.lgamma(order) if order > 0 else 0.0, r.dtype)
-    )
-    return jnp.exp(log_value)
 
 
 def _matern_envelope_derivatives(d, lengthscale, nu: float, max_order: int):
@@ -63,21 +45,22 @@ def _matern_envelope_derivatives(d, lengthscale, nu: float, max_order: int):
     r = c * jnp.abs(d)
     x = c * d
 
+    log_scale = -math.lgamma(nu) - (nu - 1) * math.log(2.0)
+    safe_r = jnp.where(r > 0, r, 1.0)
+
     def tau_derivative(m):
-        # d^m F_nu / d tau^m, normalised as F_nu(0) = 1
-        if nu - m > 0:
-            ratio = math.exp(math.lgamma(nu - m) - math.lgamma(nu)) * 2.0 ** (-m)
-            at_zero = (-1) ** m * ratio
-            value = at_zero * _matern_profile(nu - m, r)
-            return jnp.where(r > 0, value, at_zero)
-        # nu - m <= 0: r^(nu-m) K_(m-nu)(r) grows like r^(2(nu-m)) at 0, but the
-        # Faa di Bruno factor x^(2m - j) makes every product vanish there.
-        log_scale = -math.lgamma(nu) - (nu - 1) * math.log(2.0)
-        safe_r = jnp.where(r > 0, r, 1.0)
+        # d^m F_nu / d tau^m = (-1)^m r^(nu-m) K_(nu-m)(r) / (2^(nu-1) Gamma(nu)),
+        # through log_kv so it neither overflows nor underflows early. At r = 0
+        # it is the moment ratio for nu > m; for nu <= m it grows like
+        # r^(2(nu-m)), but the Faa di Bruno factor x^(2m - j) makes every
+        # product vanish there.
         value = (-1) ** m * jnp.exp(
             (nu - m) * jnp.log(safe_r) + numerics.log_kv(nu - m, safe_r) + log_scale
         )
-        return jnp.where(r > 0, value, 0.0)
+        at_zero = 0.0
+        if nu - m > 0:
+            at_zero = (-1) ** m * math.exp(math.lgamma(nu - m) - math.lgamma(nu)) / 2**m
+        return jnp.where(r > 0, value, at_zero)
 
     g = [tau_derivative(m) for m in range(max_order + 1)]
     derivatives = [g[0]]
@@ -103,7 +86,7 @@ def _modulated_derivative(envelope_derivatives, d, frequency, order: int):
         k = order - j
         sign = -1.0 if k % 4 >= 2 else 1.0
         total = total + (
-            _binomial(order, j) * sign * b**k * envelope_derivatives[j] * cycle[k % 2]
+            math.comb(order, j) * sign * b**k * envelope_derivatives[j] * cycle[k % 2]
         )
     return total
 
@@ -118,6 +101,20 @@ def _check_order(order: int):
     if not 0 <= order <= MAX_DERIVATIVE_ORDER:
         raise ValueError(
             f"derivative order must be 0..{MAX_DERIVATIVE_ORDER}, got {order}."
+        )
+
+
+def _check_nu(nu: float):
+    if not nu > 0:
+        raise ValueError(f"nu must be positive, got {nu}.")
+
+
+def _check_matern_order(nu: float, order: int):
+    _check_order(order)
+    if not nu > order / 2:
+        raise ValueError(
+            f"a Matérn kernel with nu = {nu} has no derivative of order "
+            f"{order} at 0; use nu > {order / 2}."
         )
 
 
@@ -193,16 +190,10 @@ class MaternMixtureKernel(AbstractStationaryKernel):
     nu: float = eqx.field(static=True)
 
     def __check_init__(self):
-        if not self.nu > 0:
-            raise ValueError(f"nu must be positive, got {self.nu}.")
+        _check_nu(self.nu)
 
     def derivative(self, difference, order: int):
-        _check_order(order)
-        if not self.nu > order / 2:
-            raise ValueError(
-                f"a Matérn kernel with nu = {self.nu} has no derivative of order "
-                f"{order} at 0; use nu > {order / 2}."
-            )
+        _check_matern_order(self.nu, order)
         d = jnp.asarray(difference)[..., None]
         lengthscales = _along_last(jnp.exp(self.log_lengthscales), d)
         envelopes = _matern_envelope_derivatives(d, lengthscales, self.nu, order)
@@ -243,16 +234,10 @@ class MaternKernel(AbstractStationaryKernel):
     nu: float = eqx.field(static=True)
 
     def __check_init__(self):
-        if not self.nu > 0:
-            raise ValueError(f"nu must be positive, got {self.nu}.")
+        _check_nu(self.nu)
 
     def derivative(self, difference, order: int):
-        _check_order(order)
-        if not self.nu > order / 2:
-            raise ValueError(
-                f"a Matérn kernel with nu = {self.nu} has no derivative of order "
-                f"{order} at 0; use nu > {order / 2}."
-            )
+        _check_matern_order(self.nu, order)
         d = jnp.asarray(difference)
         envelopes = _matern_envelope_derivatives(
             d, jnp.exp(self.log_lengthscale), self.nu, order
