@@ -24,7 +24,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import optax
-from chebyshev_reference import GP_HM, PROBLEMS
+from chebyshev_reference import GP_HM, PROBLEMS, chebyshev_run, equation_for
 
 import pde
 from pde import _gp_solve
@@ -41,34 +41,6 @@ TRUE_FREQUENCIES = {
     "A1": [100.0],
     "A2": [94.0, 106.0],
 }
-
-
-def pointwise_equation(exact, kind):
-    second = jax.grad(jax.grad(exact))
-    if kind == "poisson":
-        return lambda x, u, d2u: d2u - second(x)
-    return lambda x, u, d2u: (
-        d2u + u * (u**2 - 1) - (second(x) + exact(x) * (exact(x) ** 2 - 1))
-    )
-
-
-def chebyshev_run(exact, domain, kind, z, points=1000):
-    equation = pointwise_equation(exact, kind)
-
-    def batched(x, u, du, d2u):
-        return jax.vmap(equation)(x, u, d2u)
-
-    @jax.jit
-    def solve(boundary):
-        return pde.chebyshev_solve(batched, domain, boundary, points, rtol=1e-9)(z)
-
-    boundary = (exact(domain[0]), exact(domain[1]))
-    jax.block_until_ready(solve(boundary))
-    start = time.perf_counter()
-    values = jax.block_until_ready(solve(boundary))
-    seconds = time.perf_counter() - start
-    error = float(jnp.linalg.norm(values - exact(z)) / jnp.linalg.norm(exact(z)))
-    return error, seconds
 
 
 def kernel_step_seconds(solution, num_steps=200):
@@ -106,7 +78,7 @@ def main():
     )
     for name in args.problems:
         exact, domain, kind = PROBLEMS[name]
-        equation = pointwise_equation(exact, kind)
+        equation = equation_for(exact, kind)
         boundary = (float(exact(domain[0])), float(exact(domain[1])))
         z = jnp.linspace(*domain, 10_001)
 
@@ -139,7 +111,7 @@ def main():
             np.min(np.abs(learnt - true)) / true for true in TRUE_FREQUENCIES[name]
         )
         step = kernel_step_seconds(solution)
-        cheb_error, cheb_seconds = chebyshev_run(exact, domain, kind, z)
+        cheb_error, _, _, cheb_seconds = chebyshev_run(exact, domain, kind, z, 1000)
         print(
             f"{name:7} {POINTS[name]:4d} {error:9.2e} {GP_HM[name]:10.1e} "
             f"{GP_HM[name] / error:7.1f} {first:7.1f} {second:8.2f} "
