@@ -49,11 +49,17 @@ def kernel_step_seconds(solution, num_steps=200):
     state = optax.adam(1.0).init(parameters)
     target = solution.values / jnp.sqrt(jnp.mean(solution.values**2))
     rate = jnp.asarray(1e-2)
+    nugget = _gp_solve._LIKELIHOOD_NUGGET[jnp.dtype(target.dtype)]
 
     @jax.jit
     def run(parameters, state):
         return _gp_solve._kernel_steps(
-            parameters, state, static, target, rate, num_steps
+            parameters,
+            state,
+            static,
+            lambda k: _gp_solve._negative_log_likelihood(k, target, nugget),
+            rate,
+            num_steps,
         )
 
     jax.block_until_ready(run(parameters, state))

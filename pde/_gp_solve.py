@@ -317,20 +317,17 @@ def _negative_log_likelihood(kernel, values, nugget):
     return value + jnp.sum(jnp.log(weights))
 
 
-def _kernel_steps(parameters, optimiser_state, static, target, rate, num_steps):
-    """``num_steps`` Adam steps (learning rate scaled by ``rate``) on the
-    marginal likelihood of the normalised grid values ``target``."""
+def _kernel_steps(parameters, optimiser_state, static, loss, rate, num_steps):
+    """``num_steps`` Adam steps (learning rate scaled by ``rate``) on
+    ``loss(kernel)``, the kernel being ``eqx.combine(parameters, static)``."""
     optimiser = optax.adam(1.0)
-    nugget = _LIKELIHOOD_NUGGET[jnp.dtype(target.dtype)]
-
-    def loss(p):
-        return _negative_log_likelihood(eqx.combine(p, static), target, nugget)
 
     def step(state, _):
         p, s = state
+        gradient = jax.grad(lambda q: loss(eqx.combine(q, static)))(p)
         # optax mixes its int32 step count with floats
         with jax.numpy_dtype_promotion("standard"):
-            updates, s = optimiser.update(jax.grad(loss)(p), s, p)
+            updates, s = optimiser.update(gradient, s, p)
         updates = jax.tree.map(lambda u: rate * u, updates)
         return (_floor_weights(optax.apply_updates(p, updates)), s), None
 
@@ -338,6 +335,82 @@ def _kernel_steps(parameters, optimiser_state, static, target, rate, num_steps):
         step, (parameters, optimiser_state), None, length=num_steps
     )
     return parameters, optimiser_state
+
+
+def _normalised(values):
+    return values / jnp.sqrt(jnp.mean(values**2) + jnp.finfo(values.dtype).tiny)
+
+
+def _alternate(
+    kernel,
+    solve,
+    midpoint_residual,
+    likelihood,
+    max_outer_steps,
+    kernel_steps,
+    learning_rate,
+    rtol,
+):
+    """The outer loop shared by the interval and box solvers: ``kernel_steps``
+    Adam steps on ``likelihood(kernel, normalised values)``, a solve with the
+    new kernel, kept only if ``midpoint_residual`` went down (a rejected
+    update halves the step, as a trust region would). ``solve(kernel)``
+    returns (values, coefficients, ...). Returns the kept kernel and solve,
+    its residual, the counts and the residual history."""
+    best = solve(kernel)
+    residual = midpoint_residual(kernel, best[1])
+    parameters, static = eqx.partition(kernel, eqx.is_inexact_array)
+    # Adam is built with unit step and scaled by rate (halved on rejection)
+    rate = jnp.asarray(learning_rate, residual.dtype)
+    optimiser_state = optax.adam(1.0).init(parameters)
+
+    def outer_step(carry):
+        params, opt_state, best, residual, tried, accepted, rate = carry
+        target = _normalised(best[0])
+        trial_params, trial_state = _kernel_steps(
+            params,
+            opt_state,
+            static,
+            lambda k: likelihood(k, target),
+            rate,
+            kernel_steps,
+        )
+        trial_kernel = eqx.combine(trial_params, static)
+        trial = solve(trial_kernel)
+        trial_residual = midpoint_residual(trial_kernel, trial[1])
+        better = (trial_residual < residual) & jnp.isfinite(trial_residual)
+
+        def pick(new, old):
+            return jnp.where(better, new, old)
+
+        return (
+            jax.tree.map(pick, trial_params, params),
+            jax.tree.map(pick, trial_state, opt_state),
+            jax.tree.map(pick, trial, best),
+            pick(trial_residual, residual),
+            tried + 1,
+            accepted + better.astype(accepted.dtype),
+            jnp.where(better, rate, rate / 2),
+        )
+
+    def scan_step(carry, _):
+        # once rtol is met the remaining steps do no work
+        carry = lax.cond(carry[3] <= rtol, lambda c: c, outer_step, carry)
+        return carry, carry[3]
+
+    zero_count = jnp.asarray(0, jnp.int32)
+    initial = (
+        parameters,
+        optimiser_state,
+        best,
+        residual,
+        zero_count,
+        zero_count,
+        rate,
+    )
+    final, history = lax.scan(scan_step, initial, None, length=max_outer_steps)
+    params, _, best, residual, tried, accepted, _ = final
+    return eqx.combine(params, static), best, residual, tried, accepted, history
 
 
 @eqx.filter_jit
@@ -456,58 +529,18 @@ def gp_solve(
             source_mean_square,
         )
 
-    best = solve(kernel)
-    residual = midpoint_residual(kernel, best[1])
-    parameters, static = eqx.partition(kernel, eqx.is_inexact_array)
-    # Adam is built with unit step and scaled by rate (halved on rejection)
-    rate = jnp.asarray(learning_rate, dtype)
-    optimiser_state = optax.adam(1.0).init(parameters)
-
-    def outer_step(carry):
-        params, opt_state, best, residual, tried, accepted, rate = carry
-        values = best[0]
-        target = values / jnp.sqrt(jnp.mean(values**2) + jnp.finfo(dtype).tiny)
-        trial_params, trial_state = _kernel_steps(
-            params, opt_state, static, target, rate, kernel_steps
-        )
-        trial_kernel = eqx.combine(trial_params, static)
-        trial = solve(trial_kernel)
-        trial_residual = midpoint_residual(trial_kernel, trial[1])
-        better = (trial_residual < residual) & jnp.isfinite(trial_residual)
-
-        def pick(new, old):
-            return jnp.where(better, new, old)
-
-        return (
-            jax.tree.map(pick, trial_params, params),
-            jax.tree.map(pick, trial_state, opt_state),
-            jax.tree.map(pick, trial, best),
-            pick(trial_residual, residual),
-            tried + 1,
-            accepted + better.astype(accepted.dtype),
-            # a rejected update halves the step, as a trust region would
-            jnp.where(better, rate, rate / 2),
-        )
-
-    def scan_step(carry, _):
-        # once rtol is met the remaining steps do no work
-        carry = lax.cond(carry[3] <= rtol, lambda c: c, outer_step, carry)
-        return carry, carry[3]
-
-    zero_count = jnp.asarray(0, jnp.int32)
-    initial = (
-        parameters,
-        optimiser_state,
-        best,
-        residual,
-        zero_count,
-        zero_count,
-        rate,
+    nugget = _LIKELIHOOD_NUGGET[jnp.dtype(dtype)]
+    kernel, best, residual, tried, accepted, history = _alternate(
+        kernel,
+        solve,
+        midpoint_residual,
+        lambda k, target: _negative_log_likelihood(k, target, nugget),
+        max_outer_steps,
+        kernel_steps,
+        learning_rate,
+        rtol,
     )
-    final, history = lax.scan(scan_step, initial, None, length=max_outer_steps)
-    params, _, best, residual, tried, accepted, _ = final
     values, coefficients, steps, converged = best
-    kernel = eqx.combine(params, static)
     frequencies, weights = kernel.spectrum()
     weights = jnp.where(weights > _WEIGHT_FLOOR * 10 * jnp.max(weights), weights, 0.0)
     order = jnp.argsort(-weights)
@@ -536,7 +569,10 @@ def gp_solve(
 
 
 def _floor_weights(params):
-    """Clip log-weights at a floor below the largest (pruned, still finite)."""
+    """Clip log-weights at a floor below the largest (pruned, still finite);
+    a tuple of kernels (one per dimension) is clipped factor by factor."""
+    if isinstance(params, tuple):
+        return tuple(_floor_weights(p) for p in params)
     if getattr(params, "log_weights", None) is None:
         return params
     log_weights = params.log_weights
