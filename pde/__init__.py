@@ -16,6 +16,9 @@ from ._darcy import darcy_samples as darcy_samples
 from ._darcy import subsample as subsample
 from ._dataset import load_dataset as load_dataset
 from ._dataset import write_dataset as write_dataset
+from ._gp_box import GPBoxSolution as GPBoxSolution
+from ._gp_box import gp_solve_box as gp_solve_box
+from ._gp_box import initial_spectral_mixtures as initial_spectral_mixtures
 from ._gp_kernels import AbstractStationaryKernel as AbstractStationaryKernel
 from ._gp_kernels import MaternKernel as MaternKernel
 from ._gp_kernels import MaternMixtureKernel as MaternMixtureKernel

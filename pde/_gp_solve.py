@@ -95,9 +95,27 @@ def initial_spectral_mixture(
     frequency bins. For $u'' = f$ the peaks of f are those of u, and for most
     PDEs with a high-frequency solution the source carries the frequencies."""
     n = source.shape[0]
-    dtype = source.dtype
-    window = 0.5 - 0.5 * jnp.cos(2 * jnp.pi * jnp.arange(n, dtype=dtype) / (n - 1))
-    magnitude = jnp.abs(jnp.fft.rfft((source - jnp.mean(source)) * window))
+    return spectral_mixture_from_magnitude(
+        windowed_magnitude(source), n, num_components
+    )
+
+
+def windowed_magnitude(samples: Float[Array, "... n"]) -> Array:
+    """|rfft| of the Hann-windowed, mean-removed samples along the last axis."""
+    n = samples.shape[-1]
+    window = 0.5 - 0.5 * jnp.cos(
+        2 * jnp.pi * jnp.arange(n, dtype=samples.dtype) / (n - 1)
+    )
+    centred = samples - jnp.mean(samples, axis=-1, keepdims=True)
+    return jnp.abs(jnp.fft.rfft(centred * window, axis=-1))
+
+
+def spectral_mixture_from_magnitude(
+    magnitude: Float[Array, " m"], n: int, num_components: int
+) -> SpectralMixtureKernel:
+    """The mixture of ``initial_spectral_mixture`` from a magnitude spectrum
+    of samples on n uniform nodes of the unit interval."""
+    dtype = magnitude.dtype
     log_magnitude = jnp.log(magnitude + jnp.finfo(dtype).tiny)
     inner = jnp.arange(1, magnitude.shape[0] - 1)
     is_peak = (magnitude[inner] >= magnitude[inner - 1]) & (
@@ -150,7 +168,7 @@ def _check_inputs(domain, num_points, derivatives, boundary_values):
     if len(domain) != 2:
         raise ValueError(
             f"domain must be an interval (a, b); got {domain!r}. Boxes in more "
-            "than one dimension are not supported by gp_solve yet."
+            "than one dimension: gp_solve_box (rectangles)."
         )
     if not float(domain[1]) > float(domain[0]):
         raise ValueError(f"domain must have b > a, got {domain!r}.")

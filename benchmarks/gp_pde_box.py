@@ -1,0 +1,155 @@
+"""The GP-HM box problems (Fang et al., ICLR 2024) with ``pde.gp_solve_box``:
+final relative L2 error on a fine uniform grid against the exact solution,
+wall time including compilation, and the learnt dominant frequency per axis.
+
+    python benchmarks/gp_pde_box.py
+    python benchmarks/gp_pde_box.py --problems Q1 --outer-steps 5
+
+Q1, Q2: u_xx + u_yy = f; AC2: u_xx + u_yy + u(u^2 - 1) = f; ADV: u_t +
+200 u_x = 0 on (x, t) in [0, 2 pi] x [0, 1] with u = sin(x - 200 t) given on
+the whole boundary of the space-time box. Sources and boundary data from the
+exact solutions.
+"""
+
+import argparse
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import numpy as np
+
+import pde
+
+TWO_PI = 2 * np.pi
+
+
+def _ac_factor(s):
+    return jnp.sin(s) + 0.1 * jnp.sin(20 * s) + jnp.cos(100 * s)
+
+
+# name: (exact(p), domain, points per axis, kind, GP-HM's best, true frequencies
+# per axis in cycles per unit length)
+PROBLEMS = {
+    "Q1": (
+        lambda p: jnp.sin(100 * p[0]) * jnp.sin(100 * p[1]),
+        ((0.0, TWO_PI), (0.0, TWO_PI)),
+        400,
+        "poisson",
+        6.5e-5,
+        (100 / TWO_PI, 100 / TWO_PI),
+    ),
+    "Q2": (
+        lambda p: (
+            jnp.sin(6 * p[0]) * jnp.cos(20 * p[0])
+            + jnp.sin(6 * p[1]) * jnp.cos(20 * p[1])
+        ),
+        ((0.0, TWO_PI), (0.0, TWO_PI)),
+        200,
+        "poisson",
+        1.0e-3,
+        (26 / TWO_PI, 26 / TWO_PI),
+    ),
+    "AC2": (
+        lambda p: _ac_factor(p[0]) * _ac_factor(p[1]),
+        ((0.0, 1.0), (0.0, 1.0)),
+        200,
+        "allen-cahn",
+        2.6e-3,
+        (100 / TWO_PI, 100 / TWO_PI),
+    ),
+    "ADV": (
+        lambda p: jnp.sin(p[0] - 200 * p[1]),
+        ((0.0, TWO_PI), (0.0, 1.0)),
+        200,
+        "advection",
+        1.4e-4,
+        (1 / TWO_PI, 200 / TWO_PI),
+    ),
+}
+
+
+def problem(name):
+    """(equation, derivatives) of one benchmark, source manufactured from
+    the exact solution."""
+    exact, _, _, kind, _, _ = PROBLEMS[name]
+    if kind == "advection":
+        return (lambda p, u, ux, ut: ut + 200 * ux), ((1, 0), (0, 1))
+
+    def laplacian(p):
+        return jnp.trace(jax.hessian(exact)(p))
+
+    if kind == "poisson":
+        return (lambda p, u, uxx, uyy: uxx + uyy - laplacian(p)), ((2, 0), (0, 2))
+    return (
+        lambda p, u, uxx, uyy: (
+            uxx + uyy + u * (u**2 - 1) - laplacian(p) - exact(p) * (exact(p) ** 2 - 1)
+        )
+    ), ((2, 0), (0, 2))
+
+
+def relative_error(solution, exact, domain, num_eval=1001):
+    axes = [jnp.linspace(a, b, num_eval) for a, b in domain]
+    points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+    truth = jax.vmap(jax.vmap(exact))(points)
+    difference = solution.on_grid(*axes) - truth
+    return float(jnp.linalg.norm(difference) / jnp.linalg.norm(truth))
+
+
+def dominant_frequency_error(solution, true_frequencies):
+    """Largest relative distance, over axes, from the true dominant frequency
+    to the nearest learnt component with nonzero weight."""
+    worst = 0.0
+    for frequencies, weights, true in zip(
+        solution.frequencies, solution.weights, true_frequencies, strict=True
+    ):
+        live = np.asarray(frequencies)[np.asarray(weights) > 0]
+        worst = max(worst, float(np.min(np.abs(live - true)) / true))
+    return worst
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    parser.add_argument("--outer-steps", type=int, default=10)
+    parser.add_argument("--kernel-steps", type=int, default=50)
+    args = parser.parse_args()
+    device = jax.devices()[0]
+    print(f"# python {' '.join(sys.argv)}")
+    print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
+    print(
+        f"{'problem':7} {'grid':>7} {'GP rel.L2':>9} {'GP-HM best':>10} {'ratio':>7} "
+        f"{'seconds':>7} {'newton':>6} {'cg':>4} {'accepted':>8} {'freq.err':>8}"
+    )
+    for name in args.problems:
+        exact, domain, n, _, best, true_frequencies = PROBLEMS[name]
+        equation, derivatives = problem(name)
+        start = time.perf_counter()
+        solution = pde.gp_solve_box(
+            equation,
+            exact,
+            domain,
+            (n, n),
+            derivatives=derivatives,
+            max_outer_steps=args.outer_steps,
+            kernel_steps=args.kernel_steps,
+            throw=False,
+        )
+        jax.block_until_ready(solution.values)
+        seconds = time.perf_counter() - start
+        error = relative_error(solution, exact, domain)
+        stats = solution.stats
+        print(
+            f"{name:7} {n:>3}^2   {error:9.1e} {best:10.1e} {error / best:7.2g} "
+            f"{seconds:7.1f} {int(stats['num_newton_steps']):6d} "
+            f"{int(stats['num_cg_steps']):4d} "
+            f"{int(stats['num_accepted']):3d}/{int(stats['num_outer_steps']):<4d} "
+            f"{dominant_frequency_error(solution, true_frequencies):8.1e}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
