@@ -95,9 +95,9 @@ def _factor(kernel, n, orders, principal, length, cutoff, complex_basis):
     if principal % 2:
         # antisymmetric for odd orders: i M is Hermitian, M = W (-i mu) W^H
         projected = (projected - projected.T) / 2
-        mu, w = jnp.linalg.eigh(1j * projected + parked)
+        mu, w = jnp.linalg.eigh(lax.complex(parked, projected))
         kept = mu < sentinel / 2
-        mu = jnp.where(kept, -1j * mu, 0.0)
+        mu = lax.complex(jnp.zeros_like(mu), jnp.where(kept, -mu, 0.0))
     else:
         projected = (projected + projected.T) / 2
         mu, w = jnp.linalg.eigh(projected + parked)
@@ -333,7 +333,9 @@ def _fit_values(
         kept, dtype=dtype
     )
     row_norms = [jnp.sum(b**2, axis=1) for b in values_basis]
-    boundary_scale2 = jnp.mean(_gather_boundary(row_norms[0][:, None] * row_norms[1]))
+    boundary_scale2 = jnp.mean(
+        _gather_boundary(row_norms[0][:, None] * row_norms[1][None, :])
+    )
     residual_weight = precision / residual_scale2
     boundary_weight = precision / boundary_scale2
     eigenvectors = [f.eigenvectors for f in factors]
@@ -472,6 +474,7 @@ class GPBoxSolution(eqx.Module):
         start, length = grid[0], grid[-1] - grid[0]
         t = (jnp.asarray(coordinates, self.values.dtype) - start) / length
         nodes = (grid - start) / length
+        nodes = nodes.reshape((1,) * t.ndim + nodes.shape)
         return kernel.derivative(t[..., None] - nodes, order) / length**order
 
     def derivative(self, points, orders=(0, 0)):
@@ -506,9 +509,13 @@ def initial_spectral_mixtures(source, boundary_values, num_components=4):
         edges = jnp.moveaxis(boundary_values, axis, -1)[jnp.array([0, -1])]
         total = 0.0
         for samples in (along, edges):
+            # a full-amplitude sinusoid has a Hann-windowed peak of about
+            # n/4 times its amplitude; normalising by the data's own peak
+            # instead would blow rounding noise on a zero edge up to 1
+            reference = jnp.max(jnp.abs(samples)) * samples.shape[-1] / 4
             magnitude = jnp.mean(windowed_magnitude(samples), axis=0)
             total = total + magnitude / jnp.maximum(
-                jnp.max(magnitude), jnp.finfo(source.dtype).tiny
+                reference, jnp.finfo(source.dtype).tiny
             )
         kernels.append(
             spectral_mixture_from_magnitude(total, source.shape[axis], num_components)

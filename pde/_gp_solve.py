@@ -107,6 +107,7 @@ def windowed_magnitude(samples: Float[Array, "... n"]) -> Array:
         2 * jnp.pi * jnp.arange(n, dtype=samples.dtype) / (n - 1)
     )
     centred = samples - jnp.mean(samples, axis=-1, keepdims=True)
+    window = window.reshape((1,) * (samples.ndim - 1) + (n,))
     return jnp.abs(jnp.fft.rfft(centred * window, axis=-1))
 
 
@@ -165,7 +166,7 @@ def _kernel_dtype(kernel):
 
 
 def _check_inputs(domain, num_points, derivatives, boundary_values):
-    if len(domain) != 2:
+    if len(domain) != 2 or any(np.ndim(end) != 0 for end in domain):
         raise ValueError(
             f"domain must be an interval (a, b); got {domain!r}. Boxes in more "
             "than one dimension: gp_solve_box (rectangles)."

@@ -1,0 +1,141 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pde
+import solvers
+from pde import _gp_box
+
+DOMAIN = ((0.0, 2 * np.pi), (0.0, np.pi))
+
+
+def _exact(p):
+    return jnp.sin(6 * p[0]) * jnp.cos(3 * p[1]) + 0.2 * p[1]
+
+
+def _poisson(p, u, uxx, uyy):
+    return uxx + uyy + 45 * jnp.sin(6 * p[0]) * jnp.cos(3 * p[1])
+
+
+def _allen_cahn(p, u, uxx, uyy):
+    wave = jnp.sin(6 * p[0]) * jnp.cos(3 * p[1])
+    return uxx + uyy + u * (u**2 - 1) - (-45 * wave + wave * (wave**2 - 1))
+
+
+def _relative_error(solution, exact=_exact):
+    axes = [jnp.linspace(a, b, 201, dtype=solution.values.dtype) for a, b in DOMAIN]
+    points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+    truth = jax.vmap(jax.vmap(exact))(points)
+    error = solution.on_grid(*axes) - truth
+    return float(jnp.linalg.norm(error) / jnp.linalg.norm(truth))
+
+
+SMALL = dict(max_outer_steps=2, kernel_steps=10)
+
+
+def test_high_frequency_poisson_q1():
+    # GP-HM's Q1: u = sin(100x) sin(100y) on [0, 2 pi]^2, 400^2 nodes; the
+    # issue's bar is 6.5e-5 and one solve with the starting kernel gives 4.7e-6
+    def exact(p):
+        return jnp.sin(100 * p[0]) * jnp.sin(100 * p[1])
+
+    def poisson(p, u, uxx, uyy):
+        return uxx + uyy + 2e4 * exact(p)
+
+    domain = ((0.0, 2 * np.pi), (0.0, 2 * np.pi))
+    solution = pde.gp_solve_box(poisson, exact, domain, (400, 400), max_outer_steps=0)
+    assert solution.result == solvers.RESULTS.successful
+    axes = [jnp.linspace(0.0, 2 * np.pi, 1001)] * 2
+    points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+    truth = jax.vmap(jax.vmap(exact))(points)
+    error = jnp.linalg.norm(solution.on_grid(*axes) - truth) / jnp.linalg.norm(truth)
+    assert float(error) < 2e-5
+    # the constant-coefficient principal part is inverted exactly: one CG
+    # step per Gauss-Newton step
+    assert int(solution.stats["num_cg_steps"]) <= int(
+        solution.stats["num_newton_steps"]
+    )
+    point = jnp.array([[1.3, 0.4]])
+    np.testing.assert_allclose(solution(point), jax.vmap(exact)(point), atol=1e-4)
+    np.testing.assert_allclose(
+        solution.derivative(point, (2, 0)) + solution.derivative(point, (0, 2)),
+        -2e4 * jax.vmap(exact)(point),
+        rtol=1e-3,
+    )
+    live = solution.frequencies[0][solution.weights[0] > 0]
+    assert float(jnp.min(jnp.abs(live * 2 * np.pi - 100))) < 0.1
+
+
+def test_capacitance_matches_dense_boundary_product():
+    # the Woodbury capacitance B diag(E) B^H, assembled edge block by edge
+    # block, against the dense Kronecker rows of the boundary nodes
+    key1, key2, key3 = jax.random.split(jax.random.key(0), 3)
+    n1, n2, r1, r2 = 7, 5, 6, 4
+    first = jax.lax.complex(
+        jax.random.normal(key1, (n1, r1)), jax.random.normal(key3, (n1, r1))
+    )
+    second = jax.random.normal(key2, (n2, r2)).astype(first.dtype)
+    diagonal = jax.random.uniform(key3, (r1, r2)).astype(first.dtype)
+    compact = _gp_box._capacitance(first, second, diagonal, (n1, n2))
+    rows = jnp.einsum("ia,kb->ikab", first, second).reshape(n1, n2, r1 * r2)
+    boundary = jax.vmap(_gp_box._gather_boundary, in_axes=2, out_axes=1)(rows)
+    dense = (boundary * diagonal.reshape(1, -1)) @ jnp.conj(boundary).T
+    np.testing.assert_allclose(compact, dense, rtol=1e-12, atol=1e-12)
+    grid = jnp.arange(n1 * n2).reshape(n1, n2)
+    back = _gp_box._scatter_boundary(_gp_box._gather_boundary(grid), (n1, n2))
+    assert int(jnp.sum(back != 0)) == 2 * n1 + 2 * n2 - 4 - 1  # (0, 0) holds 0
+
+
+def test_kronecker_application_matches_dense_kron():
+    key1, key2, key3 = jax.random.split(jax.random.key(1), 3)
+    a = jax.random.normal(key1, (4, 3))
+    b = jax.random.normal(key2, (5, 6))
+    x = jax.random.normal(key3, (3, 6))
+    np.testing.assert_allclose(
+        _gp_box.apply_along_axes([a, b], x).reshape(-1),
+        jnp.kron(a, b) @ x.reshape(-1),
+        rtol=1e-12,
+    )
+
+
+def test_float32_is_finite_and_close():
+    solution = pde.gp_solve_box(
+        _poisson, _exact, DOMAIN, (32, 28), dtype=jnp.float32, **SMALL
+    )
+    assert solution.values.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(solution.values)))
+
+
+def test_jit_and_vmap_over_boundary_data():
+    kernel = pde.SquaredExponentialKernel(jnp.array(0.0), jnp.log(jnp.array(0.1)))
+
+    def solve(shift):
+        return pde.gp_solve_box(
+            _poisson,
+            lambda p: _exact(p) + shift,
+            DOMAIN,
+            (24, 20),
+            kernels=(kernel, kernel),
+            max_outer_steps=0,
+        ).values
+
+    shifts = jnp.array([0.0, 0.5])
+    batched = jax.jit(jax.vmap(solve))(shifts)
+    for index, shift in enumerate(shifts):
+        np.testing.assert_allclose(batched[index], solve(shift), rtol=1e-8, atol=1e-8)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="rectangle"):
+        pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0),), (10, 10))
+    with pytest.raises(ValueError, match="b > a"):
+        pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0), (1.0, 0.0)), (10, 10))
+    with pytest.raises(ValueError, match="two ints"):
+        pde.gp_solve_box(_poisson, _exact, DOMAIN, (10,))
+    with pytest.raises(ValueError, match="multi-index|p1, p2"):
+        pde.gp_solve_box(_poisson, _exact, DOMAIN, (10, 10), derivatives=((0, 0),))
+    with pytest.raises(ValueError, match="grid's shape"):
+        pde.gp_solve_box(_poisson, jnp.zeros((3, 3)), DOMAIN, (10, 10))
+    with pytest.raises(ValueError, match="gp_solve_box"):
+        pde.gp_solve(lambda x, u, d: d, (0.0, 0.0), DOMAIN, 10)
