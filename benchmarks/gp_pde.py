@@ -68,15 +68,22 @@ def kernel_step_seconds(solution, num_steps=200):
     return (time.perf_counter() - start) / num_steps
 
 
-def main():
+def parse_arguments(problems):
+    """--problems, --outer-steps, --kernel-steps of the GP benchmarks, after
+    printing the command line and the device."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--problems", nargs="+", default=list(POINTS))
+    parser.add_argument("--problems", nargs="+", default=list(problems))
     parser.add_argument("--outer-steps", type=int, default=10)
     parser.add_argument("--kernel-steps", type=int, default=50)
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"# python {' '.join(sys.argv)}")
     print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
+    return args
+
+
+def main():
+    args = parse_arguments(POINTS)
     print(
         f"{'problem':7} {'n':>4} {'GP rel.L2':>9} {'GP-HM best':>10} {'ratio':>7} "
         f"{'first s':>7} {'second s':>8} {'ms/step':>7} {'freq err':>8} "

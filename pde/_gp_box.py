@@ -18,18 +18,19 @@ from ._gp_kernels import AbstractStationaryKernel
 from ._gp_solve import (
     _DEFAULT_PRECISION,
     _LIKELIHOOD_NUGGET,
-    _WEIGHT_FLOOR,
     _alternate,
     _astype,
+    _result_and_stats,
     _uniform_kernel_matrix,
+    reported_spectrum,
     spectral_mixture_from_magnitude,
     windowed_magnitude,
 )
 
 # The box solver weights the residual by Lambda^(-1/2) Q^T per dimension
 # (which makes the normal matrix diagonal in one eigenbasis), so modes near
-# the cutoff are amplified by cutoff^(-1/2). Measured on Q1 (400^2, learnt
-# kernel): relative error 1.6e-5 at 1e-12, 8.7e-6 at 1e-13, 2.9e-6 at 1e-14,
+# the cutoff are amplified by cutoff^(-1/2). Measured on Q1 (400^2, with the
+# kernel the interval solver learns on sin(100x)): relative error 1.6e-5 at 1e-12, 8.7e-6 at 1e-13, 2.9e-6 at 1e-14,
 # 2e-4 at 1e-15, 4e-2 at 1e-16.
 _BOX_EIGENVALUE_CUTOFF = {jnp.dtype("float64"): 1e-14, jnp.dtype("float32"): 1e-6}
 
@@ -55,8 +56,9 @@ class _Factor(eqx.Module):
     """One dimension of the whitened basis for a fixed kernel. With the grid
     covariance $K = Q\\Lambda Q^T$ (rounding modes dropped): ``slopes[p]`` =
     $U^{(p)} = K^{(p)}Q\\Lambda^{-1/2}$, the p-th derivatives of the basis at
-    the nodes ($U^{(0)} = Q\\Lambda^{1/2}$); ``weighting`` =
-    $\\Lambda^{-1/2}Q^T$; ``eigenvectors``, ``eigenvalues``: $W, \\mu$ with
+    the nodes ($U^{(0)} = Q\\Lambda^{1/2}$); ``whitening`` =
+    $Q\\Lambda^{-1/2}$ (its transpose weights the residual); ``keep``: the
+    eigenvalues above the cutoff; ``eigenvectors``, ``eigenvalues``: $W, \\mu$ with
     $\\Lambda^{-1/2}Q^TU^{(p)} = W\\mathrm{diag}(\\mu)W^H$ for the principal
     order p of this dimension ($\\mu$ real for even p, imaginary for odd p;
     0 and ``kept`` False for dropped modes). ``principal_part`` is that
@@ -66,8 +68,8 @@ class _Factor(eqx.Module):
     preconditioner alike, and they agree to the last bit."""
 
     slopes: dict
-    weighting: Array
     whitening: Array
+    keep: Array
     eigenvectors: Array
     eigenvalues: Array
     kept: Array
@@ -85,8 +87,7 @@ def _factor(kernel, n, orders, principal, length, cutoff, complex_basis):
     for p in orders:
         if p:
             slopes[p] = _uniform_kernel_matrix(kernel, n, n, p) @ whitening / length**p
-    weighting = inverse_root[:, None] * q.T
-    projected = weighting @ slopes[principal]
+    projected = whitening.T @ slopes[principal]
     projected = jnp.where(keep[:, None] & keep[None, :], projected, 0.0)
     # dropped modes get an eigenvalue far from every kept one, so the
     # eigenbasis never mixes them into a kept near-null direction
@@ -105,7 +106,7 @@ def _factor(kernel, n, orders, principal, length, cutoff, complex_basis):
         mu = jnp.where(kept, mu, 0.0)
         if complex_basis:
             mu, w = mu.astype(_COMPLEX[mu.dtype]), w.astype(_COMPLEX[w.dtype])
-    return _Factor(slopes, weighting, whitening, w, mu, kept, projected)
+    return _Factor(slopes, whitening, keep, w, mu, kept, projected)
 
 
 def _gather_boundary(grid):
@@ -220,10 +221,10 @@ def _fit_values(
     boundary_target = _gather_boundary(boundary_values)
 
     def weigh(r):
-        return apply_along_axes([f.weighting for f in factors], r)
+        return apply_along_axes([f.whitening.T for f in factors], r)
 
     def weigh_transpose(r):
-        return apply_along_axes([f.weighting.T for f in factors], r)
+        return apply_along_axes([f.whitening for f in factors], r)
 
     def fields(beta):
         return [apply_along_axes(values_basis, beta)] + [
@@ -246,8 +247,7 @@ def _fit_values(
         and term[_moving_axis(term)] == principal[_moving_axis(term)]
         for term in terms
     ]
-    kept_q = [jnp.any(f.weighting != 0, axis=1) for f in factors]
-    kept_q = kept_q[0][:, None] & kept_q[1][None, :]
+    kept_q = factors[0].keep[:, None] & factors[1].keep[None, :]
 
     def principal_coefficients(partials):
         return [
@@ -308,10 +308,9 @@ def _fit_values(
             [b.T for b in values_basis], _scatter_boundary(y, shape)
         )
 
-    def principal_symbol(partials):
-        """Eigenvalues of the constant-coefficient principal part (mean
-        coefficients) in the product eigenbasis."""
-        coefficients = principal_coefficients(partials)
+    def principal_symbol(coefficients):
+        """Eigenvalues of the constant-coefficient principal part in the
+        product eigenbasis."""
         eigenvalue_dtype = factors[0].eigenvalues.dtype
         symbol = jnp.zeros(shape, eigenvalue_dtype) + coefficients[0].astype(
             eigenvalue_dtype
@@ -327,9 +326,10 @@ def _fit_values(
         return symbol
 
     kept = factors[0].kept[:, None] & factors[1].kept[None, :]
-    zero = jnp.zeros(shape, dtype)
-    symbol0 = principal_symbol(partials0)
-    residual_scale2 = jnp.sum(jnp.where(kept, jnp.abs(symbol0) ** 2, 0.0)) / jnp.sum(
+    # the preconditioner inverts exactly the principal part the residual and
+    # Jacobian carry (coefficients ``split``), so it is built once per solve
+    symbol = principal_symbol(split)
+    residual_scale2 = jnp.sum(jnp.where(kept, jnp.abs(symbol) ** 2, 0.0)) / jnp.sum(
         kept, dtype=dtype
     )
     row_norms = [jnp.sum(b**2, axis=1) for b in values_basis]
@@ -341,35 +341,27 @@ def _fit_values(
     eigenvectors = [f.eigenvectors for f in factors]
     evaluation = [b @ w for b, w in zip(values_basis, eigenvectors, strict=True)]
 
-    def preconditioner(partials):
-        symbol = principal_symbol(partials)
-        inverse_diagonal = jnp.where(
-            kept, 1 / (1 + residual_weight * jnp.abs(symbol) ** 2), 0.0
-        ).astype(symbol.dtype)
-        capacitance = _capacitance(*evaluation, inverse_diagonal, shape)
-        capacitance = capacitance + jnp.eye(
-            capacitance.shape[0], dtype=capacitance.dtype
-        ) / boundary_weight.astype(capacitance.dtype)
-        factor = jax.scipy.linalg.cho_factor(capacitance)
+    inverse_diagonal = jnp.where(
+        kept, 1 / (1 + residual_weight * jnp.abs(symbol) ** 2), 0.0
+    ).astype(symbol.dtype)
+    capacitance = _capacitance(*evaluation, inverse_diagonal, shape)
+    capacitance = capacitance + jnp.eye(
+        capacitance.shape[0], dtype=capacitance.dtype
+    ) / boundary_weight.astype(capacitance.dtype)
+    capacitance_factor = jax.scipy.linalg.cho_factor(capacitance)
 
-        def apply(v):
-            c = apply_along_axes(
-                [jnp.conj(w).T for w in eigenvectors], v.reshape(shape)
-            )
-            y = inverse_diagonal * c
-            z = jax.scipy.linalg.cho_solve(
-                factor, _gather_boundary(apply_along_axes(evaluation, y))
-            )
-            back = apply_along_axes(
-                [jnp.conj(p).T for p in evaluation], _scatter_boundary(z, shape)
-            )
-            y = y - inverse_diagonal * back
-            return jnp.real(apply_along_axes(eigenvectors, y)).reshape(-1)
-
-        return apply
-
-    root = jnp.sqrt(jnp.asarray(residual_weight, dtype))
-    boundary_root = jnp.sqrt(jnp.asarray(boundary_weight, dtype))
+    def preconditioner(v):
+        """Woodbury: diag(E) - diag(E) B^H C^-1 B diag(E) in the eigenbasis."""
+        c = apply_along_axes([jnp.conj(w).T for w in eigenvectors], v.reshape(shape))
+        y = inverse_diagonal * c
+        z = jax.scipy.linalg.cho_solve(
+            capacitance_factor, _gather_boundary(apply_along_axes(evaluation, y))
+        )
+        back = apply_along_axes(
+            [jnp.conj(p).T for p in evaluation], _scatter_boundary(z, shape)
+        )
+        y = y - inverse_diagonal * back
+        return jnp.real(apply_along_axes(eigenvectors, y)).reshape(-1)
 
     def objective(beta):
         residual, _ = weighted_residual(beta)
@@ -387,8 +379,8 @@ def _fit_values(
         residual, partials = weighted_residual(beta)
         gradient = (
             beta
-            + root**2 * jacobian_transpose(partials, residual)
-            + boundary_root**2
+            + residual_weight * jacobian_transpose(partials, residual)
+            + boundary_weight
             * boundary_transpose(boundary_rows(beta) - boundary_target)
         )
 
@@ -396,8 +388,8 @@ def _fit_values(
             v = v.reshape(shape)
             out = (
                 v
-                + root**2 * jacobian_transpose(partials, jacobian(partials, v))
-                + boundary_root**2 * boundary_transpose(boundary_rows(v))
+                + residual_weight * jacobian_transpose(partials, jacobian(partials, v))
+                + boundary_weight * boundary_transpose(boundary_rows(v))
             )
             return out.reshape(-1)
 
@@ -405,7 +397,7 @@ def _fit_values(
             normal,
             -gradient.reshape(-1),
             cg,
-            preconditioner=preconditioner(partials),
+            preconditioner=preconditioner,
             throw=False,
         )
         step = solution.value.reshape(shape)
@@ -436,7 +428,9 @@ def _fit_values(
 
     count = jnp.asarray(0, jnp.int32)
     beta, size, steps, cg_total = lax.while_loop(
-        not_converged, newton_step, (zero, jnp.asarray(jnp.inf, dtype), count, count)
+        not_converged,
+        newton_step,
+        (jnp.zeros(shape, dtype), jnp.asarray(jnp.inf, dtype), count, count),
     )
     values = apply_along_axes(values_basis, beta)
     coefficients = apply_along_axes([f.whitening for f in factors], beta)
@@ -546,11 +540,10 @@ def _box_negative_log_likelihood(kernels, values, nugget):
     return value + 0.5 * jnp.sum(whitened**2)
 
 
-def _centre_residual(equation, points, kernels, coefficients, terms, lengths, scale):
+def _centre_residual(equation, centres, kernels, coefficients, terms, lengths, scale):
     """Relative RMS of F at the cell centres, where the collocation did not
     force it: an oracle-free estimate that tracks the true error."""
     shape = coefficients.shape
-    centres = (points[1:, 1:] + points[:-1, :-1]) / 2
 
     def at_centres(orders):
         matrices = [
@@ -563,6 +556,14 @@ def _centre_residual(equation, points, kernels, coefficients, terms, lengths, sc
     args = [at_centres((0, 0))] + [at_centres(term) for term in terms]
     residual = jax.vmap(equation)(centres.reshape(-1, 2), *args)
     return jnp.sqrt(jnp.mean(residual**2) / scale)
+
+
+def _residual_of_zero(equation, points, num_derivatives):
+    """F(x, 0, 0, ...) at every point of a (..., 2) array, flattened: minus
+    the source of a linear problem."""
+    flat = points.reshape(-1, 2)
+    zeros = [jnp.zeros(flat.shape[0], flat.dtype)] * (num_derivatives + 1)
+    return jax.vmap(equation)(flat, *zeros)
 
 
 def _check_box_inputs(domain, num_points, derivatives):
@@ -655,8 +656,12 @@ def gp_solve_box(
     Returns:
         A ``GPBoxSolution``.
 
-    Accuracy: measured on the GP-HM box problems by
-    ``benchmarks/gp_pde.py`` (see ``benchmarks/RESULTS.md``).
+    Accuracy (``benchmarks/gp_pde_box.py``, float64): 3.6e-6 relative L2
+    on GP-HM's Q1 (sin(100x) sin(100y), 400^2 nodes) from one solve with
+    the starting kernel. Not yet accurate on low-frequency content: Q2 is at
+    5.7e-3 after ten kernel updates and sin(6x) sin(6y) stalls near 1e-2;
+    transport (ADV) stays at 4e-2, and Allen-Cahn with large amplitude (AC2)
+    diverges from u = 0. float32 stays finite but is not accurate.
 
     References:
         S. Fang, M. Wang, Z. Zhe et al., Solving High Frequency and Multi-Scale
@@ -686,9 +691,7 @@ def gp_solve_box(
     lengths = tuple(grid[-1] - grid[0] for grid in grids)
     if precision is None:
         precision = _DEFAULT_PRECISION[dtype]
-    zeros = [jnp.zeros(num_points, dtype) for _ in range(len(derivatives) + 1)]
-    flat = [z.reshape(-1) for z in zeros]
-    source = jax.vmap(equation)(points.reshape(-1, 2), *flat).reshape(num_points)
+    source = _residual_of_zero(equation, points, len(derivatives)).reshape(num_points)
     if kernels is None:
         kernels = initial_spectral_mixtures(source, boundary_values, num_components)
     kernels = _astype(tuple(kernels), dtype)
@@ -707,13 +710,12 @@ def gp_solve_box(
         )
 
     centres = (points[1:, 1:] + points[:-1, :-1]) / 2
-    centre_zeros = [jnp.zeros(centres.shape[0] * centres.shape[1], dtype)] * len(zeros)
-    centre_source = jax.vmap(equation)(centres.reshape(-1, 2), *centre_zeros)
+    centre_source = _residual_of_zero(equation, centres, len(derivatives))
     scale = jnp.maximum(jnp.mean(centre_source**2), jnp.finfo(dtype).tiny)
 
     def centre_residual(current, coefficients):
         return _centre_residual(
-            equation, points, current, coefficients, derivatives, lengths, scale
+            equation, centres, current, coefficients, derivatives, lengths, scale
         )
 
     nugget = _LIKELIHOOD_NUGGET[dtype]
@@ -728,34 +730,21 @@ def gp_solve_box(
         rtol,
     )
     values, coefficients, steps, converged, cg_total = best
-    spectra = []
-    for axis, kernel in enumerate(kernels):
-        frequencies, weights = kernel.spectrum()
-        weights = jnp.where(
-            weights > _WEIGHT_FLOOR * 10 * jnp.max(weights), weights, 0.0
-        )
-        order = jnp.argsort(-weights)
-        spectra.append((jnp.abs(frequencies[order]) / lengths[axis], weights[order]))
-    result = RESULTS.where(
-        converged, RESULTS.successful, RESULTS.newton_max_steps_reached
+    spectra = [
+        reported_spectrum(kernel, length)
+        for kernel, length in zip(kernels, lengths, strict=True)
+    ]
+    values, result, stats = _result_and_stats(
+        values, converged, throw, steps, residual, tried, accepted, history
     )
-    if throw:
-        values = result.error_if(values, result != RESULTS.successful)
-    stats = {
-        "num_outer_steps": tried,
-        "num_accepted": accepted,
-        "num_newton_steps": steps,
-        "num_cg_steps": cg_total,
-        "residual_norm": residual,
-        "residual_history": history,
-    }
+    stats["num_cg_steps"] = cg_total
     return GPBoxSolution(
         grids,
         values,
         kernels,
         coefficients,
-        tuple(s[0] for s in spectra),
-        tuple(s[1] for s in spectra),
+        tuple(frequencies for frequencies, _ in spectra),
+        tuple(weights for _, weights in spectra),
         result,
         stats,
     )

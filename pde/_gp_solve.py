@@ -560,9 +560,28 @@ def gp_solve(
         rtol,
     )
     values, coefficients, steps, converged = best
+    frequencies, weights = reported_spectrum(kernel, length)
+    values, result, stats = _result_and_stats(
+        values, converged, throw, steps, residual, tried, accepted, history
+    )
+    return GPSolution(
+        grid, values, kernel, coefficients, frequencies, weights, result, stats
+    )
+
+
+def reported_spectrum(kernel, length):
+    """(frequencies in cycles per unit length of x, weights), strongest
+    first; components at the weight floor are reported with weight 0."""
     frequencies, weights = kernel.spectrum()
     weights = jnp.where(weights > _WEIGHT_FLOOR * 10 * jnp.max(weights), weights, 0.0)
     order = jnp.argsort(-weights)
+    return jnp.abs(frequencies[order]) / length, weights[order]
+
+
+def _result_and_stats(
+    values, converged, throw, steps, residual, tried, accepted, history
+):
+    """The result code (raising if asked) and the stats both solvers report."""
     result = RESULTS.where(
         converged, RESULTS.successful, RESULTS.newton_max_steps_reached
     )
@@ -575,16 +594,7 @@ def gp_solve(
         "residual_norm": residual,
         "residual_history": history,
     }
-    return GPSolution(
-        grid,
-        values,
-        kernel,
-        coefficients,
-        jnp.abs(frequencies[order]) / length,
-        weights[order],
-        result,
-        stats,
-    )
+    return values, result, stats
 
 
 def _floor_weights(params):

@@ -36,7 +36,7 @@ SMALL = dict(max_outer_steps=2, kernel_steps=10)
 
 def test_high_frequency_poisson_q1():
     # GP-HM's Q1: u = sin(100x) sin(100y) on [0, 2 pi]^2, 400^2 nodes; the
-    # issue's bar is 6.5e-5 and one solve with the starting kernel gives 4.7e-6
+    # issue's bar is 6.5e-5 and one solve with the starting kernel gives 3.6e-6
     def exact(p):
         return jnp.sin(100 * p[0]) * jnp.sin(100 * p[1])
 
