@@ -68,13 +68,16 @@ def kernel_step_seconds(solution, num_steps=200):
     return (time.perf_counter() - start) / num_steps
 
 
-def parse_arguments(problems):
-    """--problems, --outer-steps, --kernel-steps of the GP benchmarks, after
-    printing the command line and the device."""
+def parse_arguments(problems, flags=None):
+    """--problems, --outer-steps, --kernel-steps of the GP benchmarks (plus
+    boolean ``flags``, {name: help}), after printing the command line and
+    the device."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--problems", nargs="+", default=list(problems))
     parser.add_argument("--outer-steps", type=int, default=10)
     parser.add_argument("--kernel-steps", type=int, default=50)
+    for flag, description in (flags or {}).items():
+        parser.add_argument(flag, action="store_true", help=description)
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"# python {' '.join(sys.argv)}")

@@ -1,15 +1,19 @@
-"""The GP-HM box problems (Fang et al., ICLR 2024) with ``pde.gp_solve_box``:
+"""The GP-HM box problems (Fang et al., ICLR 2024) with ``pde.gp_solve_box``
+next to the Chebyshev reference (``pde.chebyshev_solve_box``) in the same run:
 final relative L2 error on a fine uniform grid against the exact solution
-(ratio: GP-HM's best over ours, above 1 where we are better),
-wall time including compilation, and the learnt dominant frequency per axis.
+(ratio: GP-HM's best over ours, above 1 where we are better), wall time
+including compilation, the learnt dominant frequency per axis, and
+Chebyshev's error and compiled solve time (second call).
 
     python benchmarks/gp_pde_box.py
     python benchmarks/gp_pde_box.py --problems Q1 --outer-steps 5
+    python benchmarks/gp_pde_box.py --outer-steps 0 --chebyshev-only
 
 Q1, Q2: u_xx + u_yy = f; AC2: u_xx + u_yy + u(u^2 - 1) = f; ADV: u_t +
 200 u_x = 0 on (x, t) in [0, 2 pi] x [0, 1] with u = sin(x - 200 t) given on
-the whole boundary of the space-time box. Sources and boundary data from the
-exact solutions.
+the whole boundary of the space-time box for the GP, on the inflow sides
+(x = 0 and t = 0) for Chebyshev space-time collocation. Sources and boundary
+data from the exact solutions.
 """
 
 import time
@@ -22,6 +26,7 @@ import numpy as np
 from gp_pde import parse_arguments
 
 import pde
+import solvers
 
 TWO_PI = 2 * np.pi
 
@@ -71,6 +76,12 @@ PROBLEMS = {
 }
 
 
+# Chebyshev points per axis: resolved (about pi points per wavelength) with
+# a margin, so the reference sits at rounding level
+CHEBYSHEV_POINTS = {"Q1": (400, 400), "Q2": (150, 150), "AC2": (120, 120),
+                    "ADV": (32, 160)}  # fmt: skip
+
+
 def problem(name):
     """(equation, derivatives) of one benchmark, source manufactured from
     the exact solution."""
@@ -88,6 +99,33 @@ def problem(name):
             uxx + uyy + u * (u**2 - 1) - laplacian(p) - exact(p) * (exact(p) ** 2 - 1)
         )
     ), ((2, 0), (0, 2))
+
+
+def chebyshev_box_run(name):
+    """(relative L2 error, seconds of a compiled solve, result) of
+    ``pde.chebyshev_solve_box`` on one problem."""
+    exact, domain, _, kind, _, _ = PROBLEMS[name]
+    equation, derivatives = problem(name)
+    inflow = ((True, False), (True, False))
+    everywhere = ((True, True), (True, True))
+
+    def solve():
+        return pde.chebyshev_solve_box(
+            equation,
+            exact,
+            domain,
+            CHEBYSHEV_POINTS[name],
+            derivatives=derivatives,
+            dirichlet=inflow if kind == "advection" else everywhere,
+            rtol=1e-10,
+        )
+
+    jax.block_until_ready(solve().values)
+    start = time.perf_counter()
+    solution = solve()
+    jax.block_until_ready(solution.values)
+    seconds = time.perf_counter() - start
+    return relative_error(solution, exact, domain), seconds, solution.result
 
 
 def relative_error(solution, exact, domain, num_eval=1001):
@@ -111,13 +149,26 @@ def dominant_frequency_error(solution, true_frequencies):
 
 
 def main():
-    args = parse_arguments(PROBLEMS)
+    args = parse_arguments(
+        PROBLEMS,
+        {"--chebyshev-only": "print the Chebyshev reference and skip the GP"},
+    )
     print(
         f"{'problem':7} {'grid':>7} {'GP rel.L2':>9} {'GP-HM best':>10} {'ratio':>7} "
-        f"{'seconds':>7} {'newton':>6} {'cg':>4} {'accepted':>8} {'freq.err':>8}"
+        f"{'seconds':>7} {'newton':>6} {'cg':>4} {'accepted':>8} {'freq.err':>8} "
+        f"{'Cheb. grid':>10} {'Cheb. L2':>9} {'Cheb. s':>7}"
     )
     for name in args.problems:
         exact, domain, n, _, best, true_frequencies = PROBLEMS[name]
+        cheb_error, cheb_seconds, cheb_result = chebyshev_box_run(name)
+        n1, n2 = CHEBYSHEV_POINTS[name]
+        chebyshev = f"{f'{n1}x{n2}':>10} {cheb_error:9.1e} {cheb_seconds:7.3f}" + (
+            "" if cheb_result == solvers.RESULTS.successful else " (not converged)"
+        )
+        if args.chebyshev_only:
+            print(f"{name:7} {'':7} {'':9} {best:10.1e} {'':7} {'':7} {'':6} "
+                  f"{'':4} {'':8} {'':8} {chebyshev}", flush=True)  # fmt: skip
+            continue
         equation, derivatives = problem(name)
         start = time.perf_counter()
         solution = pde.gp_solve_box(
@@ -139,7 +190,8 @@ def main():
             f"{seconds:7.1f} {int(stats['num_newton_steps']):6d} "
             f"{int(stats['num_cg_steps']):4d} "
             f"{int(stats['num_accepted']):3d}/{int(stats['num_outer_steps']):<4d} "
-            f"{dominant_frequency_error(solution, true_frequencies):8.1e}",
+            f"{dominant_frequency_error(solution, true_frequencies):8.1e} "
+            f"{chebyshev}",
             flush=True,
         )
 

@@ -11,6 +11,8 @@ from ._chebyshev import (
 )
 from ._chebyshev import chebyshev_points as chebyshev_points
 from ._chebyshev import chebyshev_solve as chebyshev_solve
+from ._chebyshev_box import ChebyshevBoxSolution as ChebyshevBoxSolution
+from ._chebyshev_box import chebyshev_solve_box as chebyshev_solve_box
 from ._darcy import darcy_sample as darcy_sample
 from ._darcy import darcy_samples as darcy_samples
 from ._darcy import subsample as subsample

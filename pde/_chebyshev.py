@@ -70,25 +70,45 @@ class ChebyshevSolution(eqx.Module):
     stats: dict
 
     def __call__(self, x):
-        r"""The interpolating polynomial at any x in the domain, by the
-        barycentric formula of the second kind (stable; weights
-        $(-1)^j$, halved at the ends)."""
+        """The interpolating polynomial at any x in the domain."""
         x = jnp.asarray(x, self.points.dtype)
-        n = self.points.shape[0]
-        weights = jnp.asarray(
-            (-1.0) ** np.arange(n)
-            * np.where((np.arange(n) == 0) | (np.arange(n) == n - 1), 0.5, 1.0),
-            self.points.dtype,
-        )
-        nodes = self.points.reshape((1,) * x.ndim + (n,))
-        difference = x[..., None] - nodes
-        exact = difference == 0
-        safe = jnp.where(exact, 1.0, difference)
-        ratio = weights.reshape(nodes.shape) / safe
-        values = self.values.reshape(nodes.shape)
-        value = jnp.sum(ratio * values, -1) / jnp.sum(ratio, -1)
-        hit = jnp.sum(jnp.where(exact, values, 0.0), -1)
-        return jnp.where(jnp.any(exact, -1), hit, value)
+        return barycentric_rows(self.points, x) @ self.values
+
+
+def barycentric_rows(nodes, x):
+    r"""Weights $\ell_j(x)$ with $p(x) = \sum_j \ell_j(x)u_j$ for the
+    polynomial interpolating at the Chebyshev points ``nodes``, shape
+    ``x.shape + (n,)``: the barycentric formula of the second kind (stable;
+    weights $(-1)^j$, halved at the ends), exact at the nodes themselves."""
+    n = nodes.shape[0]
+    weights = jnp.asarray(
+        (-1.0) ** np.arange(n)
+        * np.where((np.arange(n) == 0) | (np.arange(n) == n - 1), 0.5, 1.0),
+        nodes.dtype,
+    )
+    shaped = nodes.reshape((1,) * x.ndim + (n,))
+    difference = x[..., None] - shaped
+    exact = difference == 0
+    ratio = weights.reshape(shaped.shape) / jnp.where(exact, 1.0, difference)
+    rows = ratio / jnp.sum(ratio, -1, keepdims=True)
+    hit = jnp.any(exact, -1, keepdims=True)
+    return jnp.where(hit, exact.astype(nodes.dtype), rows)
+
+
+def halving_line_search(residual, u, step, size, max_halvings=30):
+    """The fraction 2^-k (k <= ``max_halvings``) of ``step`` at which the
+    largest |residual| first drops below ``size``: damped Newton, since plain
+    Newton from a poor start can run off to ever larger iterates."""
+
+    def too_long(state):
+        fraction, trials = state
+        trial = jnp.max(jnp.abs(residual(u + fraction * step)))
+        return (~(trial < size)) & (trials < max_halvings)
+
+    fraction, _ = lax.while_loop(
+        too_long, lambda s: (s[0] / 2, s[1] + 1), (jnp.asarray(1.0, u.dtype), 0)
+    )
+    return fraction
 
 
 def chebyshev_solve(
@@ -173,16 +193,7 @@ def chebyshev_solve(
         Newton from a poor start can run off to ever larger iterates."""
         value = residual(u)
         step = -jnp.linalg.solve(jax.jacfwd(residual)(u), value)
-        size = jnp.max(jnp.abs(value))
-
-        def too_long(state):
-            fraction, trials = state
-            trial = jnp.max(jnp.abs(residual(u + fraction * step)))
-            return (~(trial < size)) & (trials < 30)
-
-        fraction, _ = lax.while_loop(
-            too_long, lambda s: (s[0] / 2, s[1] + 1), (jnp.asarray(1.0, dtype), 0)
-        )
+        fraction = halving_line_search(residual, u, step, jnp.max(jnp.abs(value)))
         return u + fraction * step, jnp.max(jnp.abs(step))
 
     u0 = (

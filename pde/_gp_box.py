@@ -14,6 +14,7 @@ from jaxtyping import Array, Float
 import solvers
 from solvers import RESULTS
 
+from ._box_inputs import boundary_on_grid, check_box_inputs
 from ._gp_kernels import AbstractStationaryKernel
 from ._gp_solve import (
     _DEFAULT_PRECISION,
@@ -566,33 +567,6 @@ def _residual_of_zero(equation, points, num_derivatives):
     return jax.vmap(equation)(flat, *zeros)
 
 
-def _check_box_inputs(domain, num_points, derivatives):
-    if len(domain) != 2 or any(len(interval) != 2 for interval in domain):
-        raise ValueError(
-            "domain must be a rectangle ((a1, b1), (a2, b2)); got "
-            f"{domain!r}. Intervals go to gp_solve; boxes in three or more "
-            "dimensions are not supported (the boundary capacitance matrix "
-            "would have n^2 rows per face)."
-        )
-    for interval in domain:
-        if not float(interval[1]) > float(interval[0]):
-            raise ValueError(f"each interval needs b > a, got {interval!r}.")
-    if len(num_points) != 2 or any(not isinstance(n, int) or n < 4 for n in num_points):
-        raise ValueError(
-            f"num_points must be two ints >= 4, one per axis; got {num_points!r}."
-        )
-    if not derivatives or any(
-        len(term) != 2
-        or any(not isinstance(p, int) or not 0 <= p <= 4 for p in term)
-        or sum(term) == 0
-        for term in derivatives
-    ):
-        raise ValueError(
-            "derivatives must be a non-empty tuple of (p1, p2) with orders 0..4 "
-            f"and p1 + p2 >= 1, e.g. ((2, 0), (0, 2)); got {derivatives!r}."
-        )
-
-
 @eqx.filter_jit
 def gp_solve_box(
     equation: Callable,
@@ -672,22 +646,16 @@ def gp_solve_box(
     """
     derivatives = tuple(tuple(term) for term in derivatives)
     num_points = tuple(num_points)
-    _check_box_inputs(domain, num_points, derivatives)
+    check_box_inputs(
+        domain, num_points, derivatives, min_points=4, interval_solver="gp_solve"
+    )
     dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
     grids = tuple(
         jnp.linspace(jnp.asarray(a, dtype), jnp.asarray(b, dtype), n)
         for (a, b), n in zip(domain, num_points, strict=True)
     )
     points = jnp.stack(jnp.meshgrid(*grids, indexing="ij"), axis=-1)
-    if callable(boundary):
-        boundary_values = jax.vmap(jax.vmap(boundary))(points).astype(dtype)
-    else:
-        boundary_values = jnp.asarray(boundary, dtype)
-        if boundary_values.shape != num_points:
-            raise ValueError(
-                f"boundary array must have the grid's shape {num_points}, got "
-                f"{boundary_values.shape}."
-            )
+    boundary_values = boundary_on_grid(boundary, points, dtype)
     lengths = tuple(grid[-1] - grid[0] for grid in grids)
     if precision is None:
         precision = _DEFAULT_PRECISION[dtype]
