@@ -23,10 +23,11 @@ import jax
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 import numpy as np
-from gp_pde import parse_arguments
+from gp_pde import kernel_step_seconds, parse_arguments
 
 import pde
 import solvers
+from pde import _gp_box
 
 TWO_PI = 2 * np.pi
 
@@ -155,7 +156,8 @@ def main():
     )
     print(
         f"{'problem':7} {'grid':>7} {'GP rel.L2':>9} {'GP-HM best':>10} {'ratio':>7} "
-        f"{'seconds':>7} {'newton':>6} {'cg':>4} {'accepted':>8} {'freq.err':>8} "
+        f"{'seconds':>7} {'ms/step':>7} {'newton':>6} {'cg':>4} {'accepted':>8} "
+        f"{'freq.err':>8} "
         f"{'Cheb. grid':>10} {'Cheb. L2':>9} {'Cheb. s':>7}"
     )
     for name in args.problems:
@@ -166,7 +168,7 @@ def main():
             "" if cheb_result == solvers.RESULTS.successful else " (not converged)"
         )
         if args.chebyshev_only:
-            print(f"{name:7} {'':7} {'':9} {best:10.1e} {'':7} {'':7} {'':6} "
+            print(f"{name:7} {'':7} {'':9} {best:10.1e} {'':7} {'':7} {'':7} {'':6} "
                   f"{'':4} {'':8} {'':8} {chebyshev}", flush=True)  # fmt: skip
             continue
         equation, derivatives = problem(name)
@@ -184,10 +186,13 @@ def main():
         jax.block_until_ready(solution.values)
         seconds = time.perf_counter() - start
         error = relative_error(solution, exact, domain)
+        step = kernel_step_seconds(
+            solution.kernels, solution.values, _gp_box._box_negative_log_likelihood
+        )
         stats = solution.stats
         print(
             f"{name:7} {n:>3}^2   {error:9.1e} {best:10.1e} {best / error:7.2g} "
-            f"{seconds:7.1f} {int(stats['num_newton_steps']):6d} "
+            f"{seconds:7.1f} {1e3 * step:7.2f} {int(stats['num_newton_steps']):6d} "
             f"{int(stats['num_cg_steps']):4d} "
             f"{int(stats['num_accepted']):3d}/{int(stats['num_outer_steps']):<4d} "
             f"{dominant_frequency_error(solution, true_frequencies):8.1e} "
