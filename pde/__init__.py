@@ -33,4 +33,9 @@ from ._linear_problems import darcy_operator as darcy_operator
 from ._linear_problems import heat_operator as heat_operator
 from ._linear_problems import helmholtz_operator as helmholtz_operator
 from ._linear_problems import nonsymmetric_darcy_operator as nonsymmetric_darcy_operator
+from ._pressure import AIR as AIR
+from ._pressure import FLUID as FLUID
+from ._pressure import SOLID as SOLID
+from ._pressure import PressureOperator as PressureOperator
+from ._pressure import pressure_cells as pressure_cells
 from ._random_field import gaussian_random_field as gaussian_random_field

@@ -3,8 +3,6 @@ atomically and resumable."""
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -13,6 +11,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 from tqdm.auto import tqdm
+
+from solvers._checkpoint import replace_atomically
 
 from ._burgers import burgers_samples, periodic_subsample
 from ._darcy import darcy_samples, subsample
@@ -39,23 +39,6 @@ def _library_version():
         return metadata.version("sciax")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _atomic_write(path: Path, write):
-    """write(file object) into a temporary file beside ``path``, then rename:
-    a reader never sees half a file, an interrupted write leaves none."""
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=path.name, suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _digest(path: Path) -> str:
@@ -140,7 +123,7 @@ def write_dataset(
 
     def save_manifest():
         text = json.dumps({**settings, "shards": shards}, indent=1).encode()
-        _atomic_write(manifest_path, lambda file: file.write(text))
+        replace_atomically(manifest_path, lambda file: file.write(text))
 
     save_manifest()
     key = jax.random.key(seed)
@@ -160,7 +143,7 @@ def write_dataset(
             for r in saved
             for name, field in zip(spec.fields, fields, strict=True)
         }
-        _atomic_write(path, lambda file, arrays=arrays: np.savez(file, **arrays))
+        replace_atomically(path, lambda file, arrays=arrays: np.savez(file, **arrays))
         shards[name] = _digest(path)
         save_manifest()
         bar.update(size)

@@ -5,9 +5,17 @@ and reports how the solve ended in ``Solution.result``.
 """
 
 from ._cg import CG as CG
+from ._direction_network import ConjugateDirectionNetwork as ConjugateDirectionNetwork
+from ._direction_network import load_network as load_network
+from ._direction_network import pretrained_network as pretrained_network
+from ._direction_network import save_network as save_network
+from ._direction_training import ritz_pairs as ritz_pairs
+from ._direction_training import ritz_right_hand_sides as ritz_right_hand_sides
+from ._direction_training import train_direction_network as train_direction_network
 from ._gcrodr import GCRODR as GCRODR
 from ._gcrodr import GMRESDR as GMRESDR
 from ._gmres import GMRES as GMRES
+from ._learned_cd import LearnedConjugateDirections as LearnedConjugateDirections
 from ._multigrid import Multigrid as Multigrid
 from ._operator import FunctionOperator as FunctionOperator
 from ._operator import LinearOperator as LinearOperator

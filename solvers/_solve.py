@@ -86,6 +86,7 @@ def solve(
     if x0 is None:
         x0 = jnp.zeros_like(b)
     precondition = as_preconditioner(preconditioner, operator, b)
+    solver = solver.bind(operator)
     if state is None:
         state = solver.init_state(operator, b)
 

@@ -32,6 +32,12 @@ class AbstractLinearSolver(eqx.Module):
         """Returns (x, result, stats, state). ``preconditioner`` is a function
         v -> M v (the identity when none was given)."""
 
+    def bind(self, operator) -> "AbstractLinearSolver":
+        """The solver specialised to ``operator`` before ``solve`` wraps it in
+        a bare matvec (for methods that read more than ``mv``, such as the
+        grid of a learned solver). Default: itself."""
+        return self
+
     @property
     def symmetric(self) -> bool:
         """Whether the method assumes a symmetric operator (CG family)."""

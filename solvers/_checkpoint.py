@@ -13,7 +13,10 @@ import equinox as eqx
 POINTER = "checkpoint.json"
 
 
-def _replace_atomically(path: Path, write) -> None:
+def replace_atomically(path: Path, write) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary file beside it,
+    fsync, then rename over it: readers see the old file or the new one,
+    never a partial one."""
     handle, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=path.name, suffix=".tmp"
     )
@@ -37,11 +40,11 @@ def save_checkpoint(directory, state, *, epoch: int, metadata: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     name = f"epoch_{epoch:06d}.eqx"
     path = directory / name
-    _replace_atomically(path, lambda file: eqx.tree_serialise_leaves(file, state))
+    replace_atomically(path, lambda file: eqx.tree_serialise_leaves(file, state))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     pointer = {"file": name, "sha256": digest, "epoch": epoch, **metadata}
     text = json.dumps(pointer, indent=1).encode()
-    _replace_atomically(directory / POINTER, lambda file: file.write(text))
+    replace_atomically(directory / POINTER, lambda file: file.write(text))
     for old in directory.glob("epoch_*.eqx"):
         if old.name != name:
             old.unlink(missing_ok=True)

@@ -1,0 +1,214 @@
+"""The deep conjugate-direction method: a flexible conjugate-direction
+iteration whose search directions come from a network."""
+
+import dataclasses
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from ._direction_network import ConjugateDirectionNetwork
+from ._results import RESULTS
+from ._solver import (
+    AbstractLinearSolver,
+    check_tolerances,
+    dot,
+    iterate,
+    make_stats,
+    matmul,
+    norm,
+    tolerance,
+)
+
+# A direction whose cosine with the residual is below this gives no useful
+# descent (its energy line search barely moves); the preconditioned residual
+# replaces it.
+_USELESS_COSINE = 1e-4
+
+
+class LearnedConjugateDirections(AbstractLinearSolver):
+    r"""Kaneda et al.'s deep conjugate-direction method (DCDM), as a flexible
+    conjugate-direction solver for symmetric positive definite systems on
+    2-D and 3-D grids.
+
+    Step j: the network maps the normalised residual $r_j/\|r_j\|$ (on the
+    operator's grid, with its cell types if the network reads them) to a
+    direction $d_j$; $d_j$ is A-orthogonalised against the last
+    ``num_orthogonal`` directions,
+    $p_j = d_j - \sum_i \frac{d_j^TAp_i}{p_i^TAp_i}p_i$, and the energy norm
+    of the error is minimised along it:
+    $x_{j+1} = x_j + \alpha_jp_j$, $\alpha_j = p_j^Tr_j/p_j^TAp_j$. Each
+    step decreases $\|e\|_A$ whatever the network returns, so a nonlinear
+    network cannot make it diverge. A direction that is not finite or has
+    |cos(d, r)| < 1e-4 is replaced by the preconditioned residual $Mr_j$
+    (a steepest-descent step); ``stats["num_fallbacks"]`` counts those.
+    Directions are restricted to the operator's ``fluid`` cells when it has
+    them (``pde.PressureOperator``).
+
+    Stopping test: ``||b - A x||_2 <= max(rtol ||b||_2, atol)`` on the true
+    residual (checked with one extra matvec whenever the recursive residual
+    proposes convergence). The network runs in its own dtype (float32);
+    directions are cast to the system's dtype, so a float64 system reaches
+    float64 tolerances. $p^TAp \le 0$ (A not SPD) ends the solve with
+    ``RESULTS.breakdown``.
+
+    Args:
+        network: a ``ConjugateDirectionNetwork`` whose ``ndim`` matches the
+            operator's grid (``solvers.pretrained_network(ndim)`` for the
+            shipped weights).
+        rtol, atol: tolerances (required).
+        max_steps: iteration limit.
+        num_orthogonal: how many previous directions each new one is made
+            A-orthogonal to (the paper keeps 2).
+
+    References:
+        A. Kaneda, O. Akar, J. Chen, V. A. T. Kala, D. Hyde, J. Teran, "A Deep
+        Conjugate Direction Method for Iteratively Solving Linear Systems",
+        ICML 2023.
+    """
+
+    network: ConjugateDirectionNetwork
+    rtol: float
+    atol: float
+    max_steps: int
+    num_orthogonal: int = eqx.field(default=2, static=True)
+    grid_shape: tuple[int, ...] | None = eqx.field(default=None, static=True)
+    cell_types: Int[Array, "..."] | None = None
+    fluid: Float[Array, "..."] | None = None
+
+    def __check_init__(self):
+        check_tolerances(self)
+        if not isinstance(self.network, ConjugateDirectionNetwork):
+            raise TypeError(
+                "LearnedConjugateDirections: network must be a "
+                f"ConjugateDirectionNetwork, got {type(self.network).__name__}."
+            )
+        if not (isinstance(self.num_orthogonal, int) and self.num_orthogonal >= 1):
+            raise ValueError(
+                "LearnedConjugateDirections: num_orthogonal must be a positive int, "
+                f"got {self.num_orthogonal}."
+            )
+
+    @property
+    def symmetric(self):
+        return True
+
+    def init_state(self, operator, b):
+        return None
+
+    def bind(self, operator):
+        """Reads the grid, the cell types and the fluid mask off the operator
+        (``solve`` then sees only its matvec)."""
+        if self.grid_shape is not None:
+            return self
+        grid = getattr(operator, "grid_shape", None)
+        if grid is None:
+            raise TypeError(
+                "LearnedConjugateDirections needs an operator on a grid (with "
+                f"grid_shape, e.g. pde.PressureOperator); got {type(operator).__name__}."
+            )
+        if len(grid) != self.network.ndim:
+            raise ValueError(
+                f"the network was trained for {self.network.ndim}-D grids but the "
+                f"operator's grid is {len(grid)}-D {tuple(grid)}: use "
+                f"solvers.pretrained_network({len(grid)}) or train one."
+            )
+        cell_types = getattr(operator, "cell_types", None)
+        if self.network.cell_types and cell_types is None:
+            raise ValueError(
+                "the network reads cell types but the operator has no cell_types."
+            )
+        return dataclasses.replace(
+            self,
+            grid_shape=tuple(int(n) for n in grid),
+            cell_types=cell_types,
+            fluid=getattr(operator, "fluid", None),
+        )
+
+    def compute(self, operator, b, x0, preconditioner, state, unrolled):
+        if self.grid_shape is None:
+            self = self.bind(operator)
+        grid, cell_types = self.grid_shape, self.cell_types
+        fluid = self.fluid
+        mask = jnp.ones(b.shape, b.dtype) if fluid is None else fluid.reshape(-1)
+        dtype = b.dtype
+        limit = tolerance(self, norm(b))
+        k = self.num_orthogonal
+
+        def propose(r):
+            scale = norm(r)
+            unit = (r / jnp.where(scale > 0, scale, 1)).reshape(grid)
+            d = self.network(unit, cell_types).reshape(-1).astype(dtype) * mask
+            cosine = dot(d, r) / (norm(d) * scale)
+            useless = ~jnp.all(jnp.isfinite(d)) | ~(jnp.abs(cosine) >= _USELESS_COSINE)
+            return jnp.where(useless, preconditioner(r), d), useless
+
+        r = b - operator.mv(x0)
+        history = jnp.full(self.max_steps, jnp.nan, dtype)
+        init = (
+            x0,
+            r,
+            jnp.zeros((k, b.shape[0]), dtype),
+            jnp.zeros((k, b.shape[0]), dtype),
+            jnp.ones(k, dtype),
+            jnp.asarray(0),
+            jnp.asarray(1),
+            jnp.asarray(0),
+            norm(r) <= limit,
+            RESULTS.successful,
+            history,
+        )
+
+        def cond(carry):
+            step, done = carry[5], carry[8]
+            return (~done) & (step < self.max_steps)
+
+        def body(carry):
+            x, r, kept, images, curvatures, step, matvecs, fallbacks = carry[:8]
+            history = carry[10]
+            d, useless = propose(r)
+            # A-orthogonal to the kept directions (zero rows until filled)
+            d = d - matmul(matmul(images, d) / curvatures, kept)
+            ad = operator.mv(d)
+            curvature = dot(d, ad)
+            alpha = dot(d, r) / curvature
+            x = x + alpha * d
+            r = r - alpha * ad
+            r_norm = norm(r)
+            history = history.at[step].set(r_norm)
+            proposed = r_norm <= limit
+            true_r = jnp.where(proposed, b - operator.mv(x), r)
+            matvecs = matvecs + 1 + proposed.astype(matvecs.dtype)
+            converged = proposed & (norm(true_r) <= limit)
+            broke = ~(curvature > 0)
+            finite = jnp.isfinite(r_norm) & jnp.isfinite(alpha)
+            result = RESULTS.where(
+                ~finite,
+                RESULTS.nonfinite,
+                RESULTS.where(broke, RESULTS.breakdown, RESULTS.successful),
+            )
+            kept = jnp.concatenate([d[None], kept[:-1]])
+            images = jnp.concatenate([ad[None], images[:-1]])
+            curvatures = jnp.concatenate([curvature[None], curvatures[:-1]])
+            return (
+                x,
+                true_r,
+                kept,
+                images,
+                curvatures,
+                step + 1,
+                matvecs,
+                fallbacks + useless.astype(fallbacks.dtype),
+                converged | broke | ~finite,
+                result,
+                history,
+            )
+
+        final = iterate(cond, body, init, self.max_steps, unrolled)
+        x, r, _, _, _, steps, matvecs, fallbacks, done, result, history = final
+        result = RESULTS.where(
+            done | (norm(r) <= limit), result, RESULTS.max_steps_reached
+        )
+        stats = make_stats(steps, matvecs, norm(r), history)
+        stats["num_fallbacks"] = fallbacks
+        return x, result, stats, None
