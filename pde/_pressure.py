@@ -119,7 +119,7 @@ def _seal_pockets(cell_types):
 
 def _centres(shape):
     """Cell centres in [0, 1]^d, shape (d, *shape)."""
-    axes = [(jnp.arange(n) + 0.5) / n for n in shape]
+    axes = [(jnp.arange(n, dtype=float) + 0.5) / n for n in shape]
     return jnp.stack(jnp.meshgrid(*axes, indexing="ij"))
 
 

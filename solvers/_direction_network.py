@@ -35,10 +35,14 @@ class _ResidualPair(eqx.Module):
     first: eqx.nn.Conv
     second: eqx.nn.Conv
 
-    def __init__(self, ndim, channels, key):
+    def __init__(self, ndim, channels, dtype, key):
         k1, k2 = jax.random.split(key)
-        self.first = eqx.nn.Conv(ndim, channels, channels, 3, padding=1, key=k1)
-        self.second = eqx.nn.Conv(ndim, channels, channels, 3, padding=1, key=k2)
+        self.first = eqx.nn.Conv(
+            ndim, channels, channels, 3, padding=1, dtype=dtype, key=k1
+        )
+        self.second = eqx.nn.Conv(
+            ndim, channels, channels, 3, padding=1, dtype=dtype, key=k2
+        )
 
     def __call__(self, x):
         return x + self.second(jax.nn.relu(self.first(jax.nn.relu(x))))
@@ -56,7 +60,8 @@ class ConjugateDirectionNetwork(eqx.Module):
 
     Call with a residual of the grid's shape (and the int cell types when
     the network was built with them); returns a direction of that shape.
-    The network runs in its own dtype (float32 by default); the solver casts
+    The network runs in its own dtype (``dtype``, float32 by default, also
+    when float64 is enabled); the solver casts
     residuals in and directions out, so a float64 outer loop keeps its
     accuracy.
     """
@@ -70,7 +75,15 @@ class ConjugateDirectionNetwork(eqx.Module):
     fine_out: _ResidualPair
     project: eqx.nn.Conv
 
-    def __init__(self, ndim: int, *, channels: int = 16, cell_types=False, key):
+    def __init__(
+        self,
+        ndim: int,
+        *,
+        channels: int = 16,
+        cell_types=False,
+        dtype=jnp.float32,
+        key,
+    ):
         if ndim not in (2, 3):
             raise ValueError(
                 f"ConjugateDirectionNetwork: ndim must be 2 or 3, got {ndim}."
@@ -80,14 +93,15 @@ class ConjugateDirectionNetwork(eqx.Module):
         self.cell_types = bool(cell_types)
         keys = jax.random.split(key, 6)
         inputs = 4 if cell_types else 1
-        self.lift = eqx.nn.Conv(ndim, inputs, channels, 3, padding=1, key=keys[0])
-        self.fine_in = _ResidualPair(ndim, channels, keys[1])
+        conv = dict(padding=1, dtype=dtype)
+        self.lift = eqx.nn.Conv(ndim, inputs, channels, 3, **conv, key=keys[0])
+        self.fine_in = _ResidualPair(ndim, channels, dtype, keys[1])
         self.coarse = (
-            _ResidualPair(ndim, channels, keys[2]),
-            _ResidualPair(ndim, channels, keys[3]),
+            _ResidualPair(ndim, channels, dtype, keys[2]),
+            _ResidualPair(ndim, channels, dtype, keys[3]),
         )
-        self.fine_out = _ResidualPair(ndim, channels, keys[4])
-        self.project = eqx.nn.Conv(ndim, channels, 1, 3, padding=1, key=keys[5])
+        self.fine_out = _ResidualPair(ndim, channels, dtype, keys[4])
+        self.project = eqx.nn.Conv(ndim, channels, 1, 3, **conv, key=keys[5])
 
     @property
     def dtype(self):
@@ -118,6 +132,7 @@ def _hyperparameters(network):
         "ndim": network.ndim,
         "channels": network.channels,
         "cell_types": network.cell_types,
+        "dtype": jnp.dtype(network.dtype).name,
     }
 
 
@@ -149,6 +164,7 @@ def load_network(path) -> ConjugateDirectionNetwork:
             hyperparameters["ndim"],
             channels=hyperparameters["channels"],
             cell_types=hyperparameters["cell_types"],
+            dtype=jnp.dtype(hyperparameters["dtype"]),
             key=jax.random.key(0),
         )
         return eqx.tree_deserialise_leaves(file, like)

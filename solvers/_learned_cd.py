@@ -26,6 +26,13 @@ from ._solver import (
 _USELESS_COSINE = 1e-4
 
 
+def a_orthogonalise(direction, kept, images, curvatures):
+    r"""$d - \sum_i \frac{d^TAp_i}{p_i^TAp_i}p_i$ over the rows $p_i$ of
+    ``kept`` with images $Ap_i$ and curvatures $p_i^TAp_i$ (zero rows, with
+    curvature 1, are inert)."""
+    return direction - matmul(matmul(images, direction) / curvatures, kept)
+
+
 class LearnedConjugateDirections(AbstractLinearSolver):
     r"""Kaneda et al.'s deep conjugate-direction method (DCDM), as a flexible
     conjugate-direction solver for symmetric positive definite systems on
@@ -167,8 +174,7 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             x, r, kept, images, curvatures, step, matvecs, fallbacks = carry[:8]
             history = carry[10]
             d, useless = propose(r)
-            # A-orthogonal to the kept directions (zero rows until filled)
-            d = d - matmul(matmul(images, d) / curvatures, kept)
+            d = a_orthogonalise(d, kept, images, curvatures)
             ad = operator.mv(d)
             curvature = dot(d, ad)
             alpha = dot(d, r) / curvature

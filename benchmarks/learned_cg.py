@@ -1,0 +1,129 @@
+"""The learned conjugate-direction solver (``solvers.LearnedConjugateDirections``
+with the shipped weights) against CG, Jacobi-PCG and multigrid-PCG on
+pressure Poisson problems, in one run.
+
+    python benchmarks/learned_cg.py --ndim 2 --sizes 64 128 256
+    python benchmarks/learned_cg.py --ndim 3 --sizes 64 128 256     # GPU
+
+Per problem and grid: iterations to a relative residual of 1e-4 and 1e-6
+(read off one solve to 1e-6) and the wall time of that solve (compiled,
+second call; multigrid's setup is inside the timed call). Problems: "box"
+(fluid with an open top), "obstacles" and "free-surface" as in training
+(in distribution), and "crowded": twenty obstacles, three times the
+training's count, at a seed never used in training (out of distribution).
+Float32 systems, right-hand side random on the fluid cells. The last
+column block reports one network call in matvecs (time ratio).
+"""
+
+import argparse
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+import pde
+import solvers
+
+TOLERANCES = (1e-4, 1e-6)
+PROBLEMS = {
+    "box": ("box", 6),
+    "obstacles": ("obstacles", 6),
+    "free-surface": ("free-surface", 6),
+    "crowded": ("obstacles", 20),
+}
+
+
+def timed(function, *args):
+    jax.block_until_ready(function(*args))
+    start = time.perf_counter()
+    result = jax.block_until_ready(function(*args))
+    return result, time.perf_counter() - start
+
+
+def iterations_to(history, b_norm, target):
+    """First iteration whose residual is at most target |b| (-1: never)."""
+    reached = jnp.nonzero(history <= target * b_norm, size=1, fill_value=-1)[0]
+    return int(reached[0]) + 1 if int(reached[0]) >= 0 else -1
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ndim", type=int, choices=(2, 3), default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    parser.add_argument("--max-steps", type=int, default=3000)
+    args = parser.parse_args()
+    device = jax.devices()[0]
+    print(f"# python {' '.join(sys.argv)}")
+    print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
+    network = solvers.pretrained_network(args.ndim)
+    methods = {
+        "CG": (lambda: solvers.CG(rtol=1e-6, atol=0.0, max_steps=args.max_steps), None),
+        "Jacobi-PCG": (
+            lambda: solvers.CG(rtol=1e-6, atol=0.0, max_steps=args.max_steps),
+            solvers.Jacobi(),
+        ),
+        "MG-PCG": (
+            lambda: solvers.CG(rtol=1e-6, atol=0.0, max_steps=args.max_steps),
+            solvers.Multigrid(),
+        ),
+        "learned": (
+            lambda: solvers.LearnedConjugateDirections(
+                network, rtol=1e-6, atol=0.0, max_steps=args.max_steps
+            ),
+            None,
+        ),
+    }
+    print(
+        f"{'problem':12} {'grid':>9} {'method':10} {'it 1e-4':>7} {'it 1e-6':>7} "
+        f"{'seconds':>8} {'vs CG':>6} {'fallbacks':>9} {'net/matvec':>10}"
+    )
+    for size in args.sizes:
+        shape = (size,) * args.ndim
+        for name in args.problems:
+            kind, count = PROBLEMS[name]
+            seed = 1000 + size if name == "crowded" else 7
+            cells = pde.pressure_cells(
+                kind, shape, jax.random.key(seed), num_obstacles=count
+            )
+            operator = pde.PressureOperator(cells, dtype_name="float32")
+            b = jax.random.normal(jax.random.key(1), (operator.shape[0],), jnp.float32)
+            b = b * operator.fluid.reshape(-1)
+            b_norm = jnp.linalg.norm(b)
+            _, matvec_seconds = timed(jax.jit(lambda v: operator.mv(v)), b)
+            _, network_seconds = timed(
+                jax.jit(lambda r: network(r.reshape(shape), cells)), b
+            )
+            cg_seconds = None
+            for method, (make, preconditioner) in methods.items():
+
+                @jax.jit
+                def run(b, make=make, preconditioner=preconditioner):
+                    solution = solvers.solve(
+                        operator, b, make(), preconditioner=preconditioner, throw=False
+                    )
+                    return solution.stats, solution.result
+
+                (stats, result), seconds = timed(run, b)
+                history = stats["residual_history"]
+                counts = [iterations_to(history, b_norm, t) for t in TOLERANCES]
+                cg_seconds = cg_seconds or seconds
+                fallbacks = stats.get("num_fallbacks")
+                flag = "" if result == solvers.RESULTS.successful else " (failed)"
+                ratio = (
+                    f"{network_seconds / matvec_seconds:10.1f}"
+                    if method == "learned"
+                    else f"{'':10}"
+                )
+                print(
+                    f"{name:12} {'x'.join(map(str, shape)):>9} {method:10} "
+                    f"{counts[0]:7d} {counts[1]:7d} {seconds:8.3f} "
+                    f"{seconds / cg_seconds:6.2f} "
+                    f"{'' if fallbacks is None else int(fallbacks):>9} {ratio}{flag}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
