@@ -18,6 +18,9 @@
    [0, 2 pi], 400 points, four points per period) solved by a Gaussian process
    that learns its spectrum, against the Chebyshev reference
    (examples/gp_high_frequency.py has the other problems and a plot).
+7. A 2-D pressure Poisson system with obstacles solved by the learned
+   conjugate-direction solver with the shipped weights, next to CG
+   (examples/learned_cg.py has the other problem kinds and 3-D).
 Runs in about three minutes on 2 CPU cores.
 """
 
@@ -31,6 +34,7 @@ import darcy_fno
 import gp_high_frequency
 import jax.numpy as jnp
 import jax.random as jr
+import learned_cg
 import numpy as np
 import scipy.special as sp
 import scipy.stats
@@ -167,6 +171,16 @@ def high_frequency_gp():
     print(f"   Chebyshev at 1000 points: {gp_high_frequency.chebyshev_error('P1'):.1e}")
 
 
+def learned_conjugate_directions():
+    print("7. pressure Poisson with obstacles, 96 x 96: learned directions vs CG")
+    rows = learned_cg.compare("obstacles", (96, 96), solvers.pretrained_network(2))
+    for name, (steps, fallbacks, seconds, residual) in rows.items():
+        print(
+            f"   {name:8} {steps:4d} iterations ({fallbacks} fallbacks), "
+            f"{seconds:.3f} s, relative residual {residual:.1e}"
+        )
+
+
 def main():
     start = time.perf_counter()
     bessel_where_scipy_fails()
@@ -175,6 +189,7 @@ def main():
     recycled_sequence()
     operator_learning()
     high_frequency_gp()
+    learned_conjugate_directions()
     print(f"done in {time.perf_counter() - start:.0f} s")
 
 

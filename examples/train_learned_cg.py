@@ -50,6 +50,12 @@ def main():
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--ritz", type=int, default=96)
+    parser.add_argument("--levels", type=int, default=4)
+    parser.add_argument(
+        "--cell-types",
+        action="store_true",
+        help="feed the cell types as input channels too",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoints", default=None)
     parser.add_argument("--out", default=None)
@@ -68,7 +74,12 @@ def main():
     checkpoints = args.checkpoints or f"checkpoints/learned_cg_{args.ndim}d"
     key = jax.random.key(args.seed)
     network_key, train_key = jax.random.split(key)
-    network = solvers.ConjugateDirectionNetwork(args.ndim, key=network_key)
+    network = solvers.ConjugateDirectionNetwork(
+        args.ndim,
+        levels=args.levels,
+        cell_types=args.cell_types,
+        key=network_key,
+    )
     start = time.perf_counter()
     network, losses = solvers.train_direction_network(
         network,

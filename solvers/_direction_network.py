@@ -49,11 +49,15 @@ class _ResidualPair(eqx.Module):
 
 
 class ConjugateDirectionNetwork(eqx.Module):
-    """Residual -> search direction on a 2-D or 3-D grid (Kaneda et al.'s
-    architecture): a 3x3(x3) convolution to ``channels`` features, a residual
-    pair of convolutions, one level of 2x average pooling with two residual
-    pairs, nearest-neighbour upsampling added to the skip connection, one
-    more residual pair and a convolution back to one channel. Fully
+    """Residual -> search direction on a 2-D or 3-D grid: a 3x3(x3)
+    convolution to ``channels`` features and a residual pair of
+    convolutions; then ``levels`` times 2x average pooling, each followed by
+    a residual pair (two at the coarsest level); back up by nearest-neighbour
+    upsampling added to the skip connection of each level, each followed by
+    a residual pair; a convolution back to one channel. ``levels=1`` is
+    Kaneda et al.'s architecture; more levels reach further (the inverse
+    of a Laplacian is global, a 3x3 stack of one level sees about 30 cells).
+    Fully
     convolutional with zero padding, so one set of weights serves every grid
     size. With ``cell_types`` the cell type (fluid / solid / air, one-hot)
     is fed as extra input channels.
@@ -69,10 +73,12 @@ class ConjugateDirectionNetwork(eqx.Module):
     ndim: int = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     cell_types: bool = eqx.field(static=True)
+    levels: int = eqx.field(static=True)
     lift: eqx.nn.Conv
     fine_in: _ResidualPair
-    coarse: tuple[_ResidualPair, _ResidualPair]
-    fine_out: _ResidualPair
+    down: tuple[_ResidualPair, ...]
+    bottom: _ResidualPair
+    up: tuple[_ResidualPair, ...]
     project: eqx.nn.Conv
 
     def __init__(
@@ -81,6 +87,7 @@ class ConjugateDirectionNetwork(eqx.Module):
         *,
         channels: int = 16,
         cell_types=False,
+        levels: int = 4,
         dtype=jnp.float32,
         key,
     ):
@@ -90,18 +97,25 @@ class ConjugateDirectionNetwork(eqx.Module):
             )
         self.ndim = ndim
         self.channels = channels
+        if not (isinstance(levels, int) and levels >= 1):
+            raise ValueError(
+                f"ConjugateDirectionNetwork: levels must be an int >= 1, got {levels}."
+            )
         self.cell_types = bool(cell_types)
-        keys = jax.random.split(key, 6)
+        self.levels = levels
+        keys = list(jax.random.split(key, 4 + 2 * levels))
         inputs = 4 if cell_types else 1
         conv = dict(padding=1, dtype=dtype)
-        self.lift = eqx.nn.Conv(ndim, inputs, channels, 3, **conv, key=keys[0])
-        self.fine_in = _ResidualPair(ndim, channels, dtype, keys[1])
-        self.coarse = (
-            _ResidualPair(ndim, channels, dtype, keys[2]),
-            _ResidualPair(ndim, channels, dtype, keys[3]),
-        )
-        self.fine_out = _ResidualPair(ndim, channels, dtype, keys[4])
-        self.project = eqx.nn.Conv(ndim, channels, 1, 3, **conv, key=keys[5])
+        self.lift = eqx.nn.Conv(ndim, inputs, channels, 3, **conv, key=keys.pop())
+        self.project = eqx.nn.Conv(ndim, channels, 1, 3, **conv, key=keys.pop())
+
+        def pair():
+            return _ResidualPair(ndim, channels, dtype, keys.pop())
+
+        self.fine_in = pair()
+        self.down = tuple(pair() for _ in range(levels))
+        self.bottom = pair()
+        self.up = tuple(pair() for _ in range(levels))
 
     @property
     def dtype(self):
@@ -119,12 +133,13 @@ class ConjugateDirectionNetwork(eqx.Module):
                 raise ValueError("this network reads cell types: pass cell_types.")
             one_hot = jax.nn.one_hot(cell_types, 3, axis=0, dtype=self.dtype)
             x = jnp.concatenate([x, one_hot])
-        x = self.fine_in(self.lift(x))
-        coarse = _pool(x, self.ndim)
-        for pair in self.coarse:
-            coarse = pair(coarse)
-        x = self.fine_out(x + _upsample(coarse, x.shape[1:]))
-        return self.project(jax.nn.relu(x))[0]
+        skips = [self.fine_in(self.lift(x))]
+        for pair in self.down:
+            skips.append(pair(_pool(skips[-1], self.ndim)))
+        y = self.bottom(skips[-1])
+        for pair, skip in zip(self.up[::-1], skips[-2::-1], strict=True):
+            y = pair(skip + _upsample(y, skip.shape[1:]))
+        return self.project(jax.nn.relu(y))[0]
 
 
 def _hyperparameters(network):
@@ -132,6 +147,7 @@ def _hyperparameters(network):
         "ndim": network.ndim,
         "channels": network.channels,
         "cell_types": network.cell_types,
+        "levels": network.levels,
         "dtype": jnp.dtype(network.dtype).name,
     }
 
@@ -164,6 +180,7 @@ def load_network(path) -> ConjugateDirectionNetwork:
             hyperparameters["ndim"],
             channels=hyperparameters["channels"],
             cell_types=hyperparameters["cell_types"],
+            levels=hyperparameters["levels"],
             dtype=jnp.dtype(hyperparameters["dtype"]),
             key=jax.random.key(0),
         )
