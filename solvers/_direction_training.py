@@ -116,7 +116,9 @@ def train_direction_network(
     interrupted run loses at most ``checkpoint_every`` steps. Returns
     ``(network, losses)`` (the losses of the steps this call ran).
     """
-    optimiser = optax.adam(learning_rate)
+    # clipping: one bad batch (a nearly singular curvature d^T A d) must not
+    # throw the weights into a dead-ReLU state
+    optimiser = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
     parameters, static = eqx.partition(network, eqx.is_inexact_array)
     opt_state = optimiser.init(parameters)
     first = 0
