@@ -61,7 +61,7 @@ def ritz_right_hand_sides(ritz_vectors, num: int, key, low_weight: float = 9.0):
     m = ritz_vectors.shape[1]
     dtype = ritz_vectors.dtype
     weights = jnp.where(jnp.arange(m) < m // 2, low_weight, 1.0).astype(dtype)
-    coefficients = jax.random.normal(key, (num, m), dtype) * weights
+    coefficients = jax.random.normal(key, (num, m), dtype) * weights[None, :]
     b = matmul(coefficients, ritz_vectors.T)
     return b / jnp.linalg.norm(b, axis=1, keepdims=True)
 
@@ -116,9 +116,7 @@ def train_direction_network(
     interrupted run loses at most ``checkpoint_every`` steps. Returns
     ``(network, losses)`` (the losses of the steps this call ran).
     """
-    # clipping: one bad batch (a nearly singular curvature d^T A d) must not
-    # throw the weights into a dead-ReLU state
-    optimiser = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
+    optimiser = optax.adam(learning_rate)
     parameters, static = eqx.partition(network, eqx.is_inexact_array)
     opt_state = optimiser.init(parameters)
     first = 0
@@ -136,7 +134,19 @@ def train_direction_network(
             return one_step_loss(eqx.combine(p, static), operator, b)
 
         loss, gradient = jax.value_and_grad(loss_of)(parameters)
-        updates, opt_state = optimiser.update(gradient, opt_state, parameters)
+        # clipped to global norm 1: one bad batch (a nearly singular
+        # curvature d^T A d) must not throw the weights into a dead-ReLU
+        # state (optax's clip_by_global_norm fails under strict promotion)
+        leaves = jax.tree_util.tree_leaves(gradient)
+        size = jnp.sqrt(sum(jnp.sum(g**2) for g in leaves))
+        shrink = jnp.minimum(1, 1 / jnp.maximum(size, jnp.finfo(size.dtype).tiny))
+        gradient = jax.tree_util.tree_map(
+            lambda g: g * shrink.astype(g.dtype), gradient
+        )
+        # optax mixes Python floats with int32 step counts, which a user's
+        # strict dtype promotion would reject
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimiser.update(gradient, opt_state, parameters)
         return optax.apply_updates(parameters, updates), opt_state, loss
 
     @eqx.filter_jit
