@@ -57,7 +57,7 @@ def compare(kind, shape, network, seed=3, rtol=1e-6):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ndim", type=int, choices=(2, 3), default=2)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--size", type=int, default=64)
     args = parser.parse_args()
     network = solvers.pretrained_network(args.ndim)
     shape = (args.size,) * args.ndim

@@ -172,8 +172,8 @@ def high_frequency_gp():
 
 
 def learned_conjugate_directions():
-    print("7. pressure Poisson with obstacles, 96 x 96: learned directions vs CG")
-    rows = learned_cg.compare("obstacles", (96, 96), solvers.pretrained_network(2))
+    print("7. pressure Poisson with obstacles, 40 x 40: learned directions vs CG")
+    rows = learned_cg.compare("obstacles", (40, 40), solvers.pretrained_network(2))
     for name, (steps, fallbacks, seconds, residual) in rows.items():
         print(
             f"   {name:8} {steps:4d} iterations ({fallbacks} fallbacks), "
