@@ -8,9 +8,13 @@ I: orders v >= V0 use the Debye expansion; lower orders take it at
    log I_v(x) ~ 0).
 K: orders v >= V0 use the Debye expansion; lower orders use Temme's kernel.
 
-Only regions that some element needs are evaluated (``lax.cond`` on the
-batch), and large batches are first grouped by region (``_region_sort``), so
-a batch spread over all regions costs each element one kernel, not all.
+On CPU only regions that some element needs are evaluated (``lax.cond`` on
+the batch), and large batches are first grouped by region (``_region_sort``),
+so a batch spread over all regions costs each element one kernel, not all.
+On GPUs XLA turns these conditionals (whose loops are unrolled there) into
+selects, so every element pays for every region in one fused kernel; the
+kernels are written for that: no division inside a loop (the power series
+is summed as one fraction, the downward recurrence runs on I itself).
 """
 
 import functools
@@ -19,6 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._debye import debye_terms
+from ._fixed_loop import fixed_loop
 from ._precision import kernel_parameters
 from ._region_sort import evaluate_by_region
 from ._small_order import power_series_i, temme_k
@@ -78,25 +83,40 @@ def _log_i_and_ratio_adaptive(v, x, *, scaled: bool, unroll: bool):
         log_top = terms["log_i"] + order_error * slope
         ratio = jnp.exp(terms["log_ratio_i"])
 
-        def step_down(j, state):
-            product, ratio = state
-            active = j < steps
-            next_ratio = 1.0 / (ratio + 2.0 * (v_low + (steps - j)) / xd)
-            product = jnp.where(active, product * next_ratio, product)
-            return product, jnp.where(active, next_ratio, ratio)
+        # The ratio recurrence R_nu = 1 / (R_{nu+1} + 2 (nu+1) / x) carried
+        # as a fraction R = N / D: N <- D, D <- N + (2 (nu+1) / x) D is the
+        # recurrence I_nu = I_{nu+2} + (2 (nu+1) / x) I_{nu+1} itself, and the
+        # product of the ratios telescopes to 1 / D. No division per step
+        # (divisions were most of this loop's cost in float64 on GPUs); D
+        # stays below e^(V0^2 / 2x) since x > series_max_x here.
+        two_over_x = 2.0 / xd
 
-        def recur():
-            # Kept rolled everywhere: unrolled together with the series in
-            # the same program, XLA's float64 GPU kernel became 20x slower
-            # (H100, jax 0.11); rolled it costs ~1 ms per 2^24 elements.
-            return lax.fori_loop(
-                0, order_threshold, step_down, (jnp.ones_like(xd), ratio)
+        def step_down(j, state):
+            numerator, denominator = state
+            active = j < steps
+            coefficient = (v_low + (steps - j)) * two_over_x
+            return (
+                jnp.where(active, denominator, numerator),
+                jnp.where(active, numerator + coefficient * denominator, denominator),
             )
 
-        product, ratio = lax.cond(
-            jnp.any(use_recurrence), recur, lambda: (jnp.ones_like(xd), ratio)
+        def recur():
+            # Rolled, each of the 20 steps is a pass over device memory: on
+            # an H100 that was 6 of the 15 ms that 2^24 float64 elements of
+            # the broad benchmark family took.
+            return fixed_loop(
+                0,
+                order_threshold,
+                step_down,
+                (ratio, jnp.ones_like(xd)),
+                unroll_on_accelerators=unroll,
+            )
+
+        numerator, denominator = lax.cond(
+            jnp.any(use_recurrence), recur, lambda: (ratio, jnp.ones_like(xd))
         )
-        return log_top - jnp.log(product), jnp.log(ratio), ratio
+        ratio = numerator / denominator
+        return log_top + jnp.log(denominator), jnp.log(ratio), ratio
 
     series_out = _maybe(jnp.any(use_series), series, x)
     debye_out = _maybe(jnp.any(~use_series), debye_and_recurrence, x)

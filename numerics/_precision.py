@@ -26,6 +26,12 @@ class KernelParameters(NamedTuple):
     # error of a few ulp of 20 asinh(20/x).
     series_max_x: float
     series_terms: int
+    # The series is summed as one fraction (no division per term, which is
+    # what the terms cost on GPUs in float64); numerator and denominator are
+    # rescaled every series_block terms. The denominator grows like
+    # prod k (v+k)(v+k+1): 1e191 over all 43 terms at v = 20 (float64, one
+    # block); float32 rescales every 3 terms (below 1e14 per block).
+    series_block: int
     # eta(z) is summed from its Taylor series about its root z0 for
     # |z - z0| <= eta_series_radius; the series converges for |z - z0| < z0,
     # so the first dropped term is below ~ (radius / z0)^K.
@@ -57,6 +63,7 @@ _FLOAT64 = KernelParameters(
     debye_terms=17,
     series_max_x=20.0,
     series_terms=44,
+    series_block=43,
     eta_series_radius=0.2,
     eta_series_terms=32,
     temme_max_x=0.1,
@@ -74,6 +81,7 @@ _FLOAT32 = KernelParameters(
     debye_terms=7,
     series_max_x=12.0,
     series_terms=22,
+    series_block=3,
     eta_series_radius=0.2,
     eta_series_terms=16,
     temme_max_x=0.1,

@@ -11,6 +11,7 @@
   Trefethen & Weideman 2014, SIAM Review 56, for the trapezoidal rule).
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -95,26 +96,60 @@ def _log_series_prefactor(v, x, params, unroll):
     return jnp.where(n * log_half_x > underflow_margin, linear, direct)
 
 
+@jax.custom_jvp
+def _divide_both(a, b, denominator):
+    """(a / denominator, b / denominator) with one reciprocal."""
+    inverse = 1.0 / denominator
+    return a * inverse, b * inverse
+
+
+@_divide_both.defjvp
+def _divide_both_jvp(primals, tangents):
+    # The default rule forms denominator^-2, which underflows for the
+    # series' denominators (up to 1e191) and drops the denominator's tangent.
+    a, b, denominator = primals
+    a_dot, b_dot, denominator_dot = tangents
+    inverse = 1.0 / denominator
+    a_ratio, b_ratio = a * inverse, b * inverse
+    return (a_ratio, b_ratio), (
+        (a_dot - a_ratio * denominator_dot) * inverse,
+        (b_dot - b_ratio * denominator_dot) * inverse,
+    )
+
+
 def power_series_i(v, x, *, scaled: bool, unroll: bool = True):
     """(log I_v(x), log(I_{v+1}(x)/I_v(x)), I_{v+1}(x)/I_v(x)) by the power series, 0 < x <= 20."""
     params = kernel_parameters(x.dtype)
     quarter_x2 = 0.25 * x * x
+    num_terms = params.series_terms - 1
+    block = params.series_block
+    if num_terms % block:
+        raise ValueError("series_terms - 1 must be a multiple of series_block")
 
-    def add_term(k, state):
-        term, term_next, total, total_next = state
-        # one division serves both series (orders v and v + 1): divisions
-        # dominate the cost of this loop in float64 on GPUs
-        common = quarter_x2 / (k * (v + k) * (v + k + 1.0))
-        term = term * common * (v + k + 1.0)
-        term_next = term_next * common * (v + k)
-        return term, term_next, total + term, total_next + term_next
+    # Both series (orders v and v + 1) by Horner's rule from the last term,
+    # S = 1 + a/(1 (v+1)) (1 + a/(2 (v+2)) (1 + ...)), carried as fractions
+    # N/D over the common denominators k (v+k)(v+k+1): every term is
+    # positive, so this is as accurate as the term-by-term sum, and it needs
+    # no division per term.
+    def add_block(b, state):
+        numerator, numerator_next, denominator = state
+        for i in range(block):
+            k = num_terms - b * block - i
+            rising = (v + k) * (v + k + 1.0)
+            term_denominator = k * rising
+            scaled_denominator = denominator * term_denominator
+            numerator = scaled_denominator + quarter_x2 * (v + k + 1.0) * numerator
+            numerator_next = scaled_denominator + quarter_x2 * (v + k) * numerator_next
+            denominator = scaled_denominator
+        numerator, numerator_next = _divide_both(numerator, numerator_next, denominator)
+        return numerator, numerator_next, jnp.ones_like(x)
 
     one = jnp.ones_like(x)
-    _, _, total, total_next = fixed_loop(
-        1,
-        params.series_terms,
-        add_term,
-        (one, one, one, one),
+    total, total_next, _ = fixed_loop(
+        0,
+        num_terms // block,
+        add_block,
+        (one, one, one),
         unroll_on_accelerators=unroll,
     )
     log_i = _log_series_prefactor(v, x, params, unroll) + jnp.log(total)
