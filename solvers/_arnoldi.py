@@ -68,17 +68,31 @@ def arnoldi_cycle(
         coupling,
         jnp.asarray(0),
         jnp.asarray(True),
+        r / r_norm,
     )
 
     def cond(carry):
-        *_, g, _, j, finite = carry
+        *_, g, _, j, finite, _ = carry
         return (j < steps_cap) & (jnp.abs(g[j]) > limit) & finite
 
     def body(carry):
-        basis, directions, hessenberg, rotated, cosines, sines, g, coupling, j, _ = (
-            carry
-        )
-        z = preconditioner(basis[j])
+        (
+            basis,
+            directions,
+            hessenberg,
+            rotated,
+            cosines,
+            sines,
+            g,
+            coupling,
+            j,
+            _,
+            current,
+        ) = carry
+        # The newest basis vector rides in the carry: read back out of the
+        # basis (which the step also updates in place), it made XLA copy the
+        # whole basis twice per step (CPU; GCRO-DR at 128^2).
+        z = preconditioner(current)
         w = operator.mv(z)
         if recycled is not None:
             c_coef = jnp.matmul(recycled, w, precision=_HIGHEST)
@@ -94,7 +108,8 @@ def arnoldi_cycle(
         h = h.at[j + 1].set(w_norm)
         # A happy breakdown (w = 0) leaves a zero row: the space is invariant
         # and the least-squares solution is exact.
-        basis = basis.at[j + 1].set(jnp.where(w_norm > 0, w / w_norm, 0.0))
+        current = jnp.where(w_norm > 0, w / w_norm, 0.0)
+        basis = basis.at[j + 1].set(current)
         directions = directions.at[j].set(z)
         hessenberg = hessenberg.at[:, j].set(h)
         h = _apply_rotations(h, cosines, sines, j)
@@ -119,10 +134,11 @@ def arnoldi_cycle(
             coupling,
             j + 1,
             finite,
+            current,
         )
 
-    basis, directions, hessenberg, rotated, _, _, g, coupling, steps, finite = iterate(
-        cond, body, init, restart, unrolled
+    basis, directions, hessenberg, rotated, _, _, g, coupling, steps, finite, _ = (
+        iterate(cond, body, init, restart, unrolled)
     )
     return {
         "V": basis,
