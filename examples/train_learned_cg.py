@@ -2,15 +2,23 @@
 (``solvers.LearnedConjugateDirections``) on pressure Poisson problems and
 write its weights; this script produced the shipped weights.
 
-    python examples/train_learned_cg.py --ndim 2    # 2 min on one H100
-    python examples/train_learned_cg.py --ndim 3    # 64^3, 2 min on one H100
-    python examples/train_learned_cg.py --ndim 2 --steps 1500 --batch 16  # 3 min, 2 CPU cores
+    python examples/train_learned_cg.py --ndim 2    # 81 s on one H100
+    python examples/train_learned_cg.py --ndim 2 --steps 1500 --batch 16  # 2 CPU cores
+
+The shipped 3-D weights come from two runs on one H100 (97 s and 92 s): the
+one-step loss from scratch, then the energy loss from those weights (from
+scratch at 64^3 the energy loss collapsed to a dead network):
+
+    python examples/train_learned_cg.py --ndim 3 --loss-steps 0 --out one_step_3d.eqx
+    python examples/train_learned_cg.py --ndim 3 --steps 1000 --learning-rate 1e-4 \
+        --init one_step_3d.eqx --checkpoints checkpoints/learned_cg_3d_energy
 
 Problems: fluid in a box with an open top, with random box and ball
 obstacles, and under a random smooth free surface (``pde.pressure_cells``),
-a fresh one every few steps; right-hand sides from Lanczos Ritz vectors of
-each, weighted to the low end of the spectrum. Checkpoints go to
-``--checkpoints`` atomically; rerunning the same command resumes.
+a fresh one every few steps; solutions (energy loss) or right-hand sides
+(one-step loss) from Lanczos Ritz vectors of each, weighted to the low end
+of the spectrum. Checkpoints go to ``--checkpoints`` atomically; rerunning
+the same command resumes.
 """
 
 import argparse
@@ -24,7 +32,7 @@ import solvers
 
 KINDS = ("box", "obstacles", "free-surface")
 DEFAULTS = {  # ndim: (grid, steps, batch, learning rate)
-    2: (64, 6000, 32, 1e-3),
+    2: (64, 3000, 32, 1e-3),
     3: (64, 3000, 4, 3e-4),
 }
 
@@ -57,6 +65,15 @@ def main():
         action="store_true",
         help="feed the cell types as input channels too",
     )
+    parser.add_argument(
+        "--loss-steps",
+        type=int,
+        default=4,
+        help="iterations of the method in the energy loss (0: the paper's one-step loss)",
+    )
+    parser.add_argument(
+        "--init", default=None, help="start from these weights (save_network file)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoints", default=None)
     parser.add_argument("--out", default=None)
@@ -76,12 +93,15 @@ def main():
     checkpoints = args.checkpoints or f"checkpoints/learned_cg_{args.ndim}d"
     key = jax.random.key(args.seed)
     network_key, train_key = jax.random.split(key)
-    network = solvers.ConjugateDirectionNetwork(
-        args.ndim,
-        levels=args.levels,
-        cell_types=args.cell_types,
-        key=network_key,
-    )
+    if args.init:
+        network = solvers.load_network(args.init)
+    else:
+        network = solvers.ConjugateDirectionNetwork(
+            args.ndim,
+            levels=args.levels,
+            cell_types=args.cell_types,
+            key=network_key,
+        )
     start = time.perf_counter()
     network, losses = solvers.train_direction_network(
         network,
@@ -91,6 +111,7 @@ def main():
         batch_size=batch,
         learning_rate=learning_rate,
         num_ritz=args.ritz,
+        loss_steps=args.loss_steps,
         directory=checkpoints,
     )
     seconds = time.perf_counter() - start
