@@ -11,8 +11,11 @@ rotations of a copy of H give the GMRES residual estimate after every step,
 so a cycle stops as soon as it meets the tolerance.
 """
 
+from typing import NamedTuple
+
 import jax.numpy as jnp
 from jax import lax
+from jaxtyping import Array
 
 from ._solver import iterate
 
@@ -28,6 +31,23 @@ def _apply_rotations(column, cosines, sines, count):
         return col.at[i + 1].set(jnp.where(active, -s * a + c * b, b))
 
     return lax.fori_loop(0, cosines.shape[0], rotate, column)
+
+
+class _ArnoldiState(NamedTuple):
+    basis: Array  # V, (restart + 1, n)
+    directions: Array  # Z = M V, (restart, n)
+    hessenberg: Array
+    rotated: Array  # H after the Givens rotations
+    cosines: Array
+    sines: Array
+    g: Array  # rotated right-hand side; |g[j]| is the residual estimate
+    coupling: Array  # B = C^T A Z, (k, restart)
+    steps: Array
+    finite: Array
+    # The newest basis vector, carried on its own: read back out of the
+    # basis (which the step also updates in place), it made XLA copy the
+    # whole basis twice per step (CPU; GCRO-DR at 128^2).
+    current: Array
 
 
 def arnoldi_cycle(
@@ -47,109 +67,80 @@ def arnoldi_cycle(
     """
     n = r.shape[0]
     dtype = r.dtype
-    basis = jnp.zeros((restart + 1, n), dtype).at[0].set(r / r_norm)
-    directions = jnp.zeros((restart, n), dtype)
-    hessenberg = jnp.zeros((restart + 1, restart), dtype)
-    rotated = jnp.zeros((restart + 1, restart), dtype)
-    cosines = jnp.zeros(restart, dtype)
-    sines = jnp.zeros(restart, dtype)
-    g = jnp.zeros(restart + 1, dtype).at[0].set(r_norm)
+    start = r / r_norm
     k = 0 if recycled is None else recycled.shape[0]
-    coupling = jnp.zeros((k, restart), dtype)
     steps_cap = jnp.minimum(restart, step_budget)
-    init = (
-        basis,
-        directions,
-        hessenberg,
-        rotated,
-        cosines,
-        sines,
-        g,
-        coupling,
-        jnp.asarray(0),
-        jnp.asarray(True),
-        r / r_norm,
+    init = _ArnoldiState(
+        basis=jnp.zeros((restart + 1, n), dtype).at[0].set(start),
+        directions=jnp.zeros((restart, n), dtype),
+        hessenberg=jnp.zeros((restart + 1, restart), dtype),
+        rotated=jnp.zeros((restart + 1, restart), dtype),
+        cosines=jnp.zeros(restart, dtype),
+        sines=jnp.zeros(restart, dtype),
+        g=jnp.zeros(restart + 1, dtype).at[0].set(r_norm),
+        coupling=jnp.zeros((k, restart), dtype),
+        steps=jnp.asarray(0),
+        finite=jnp.asarray(True),
+        current=start,
     )
 
-    def cond(carry):
-        *_, g, _, j, finite, _ = carry
-        return (j < steps_cap) & (jnp.abs(g[j]) > limit) & finite
+    def cond(state):
+        j = state.steps
+        return (j < steps_cap) & (jnp.abs(state.g[j]) > limit) & state.finite
 
-    def body(carry):
-        (
-            basis,
-            directions,
-            hessenberg,
-            rotated,
-            cosines,
-            sines,
-            g,
-            coupling,
-            j,
-            _,
-            current,
-        ) = carry
-        # The newest basis vector rides in the carry: read back out of the
-        # basis (which the step also updates in place), it made XLA copy the
-        # whole basis twice per step (CPU; GCRO-DR at 128^2).
-        z = preconditioner(current)
+    def body(state):
+        j = state.steps
+        z = preconditioner(state.current)
         w = operator.mv(z)
+        coupling = state.coupling
         if recycled is not None:
             c_coef = jnp.matmul(recycled, w, precision=_HIGHEST)
             w = w - jnp.matmul(c_coef, recycled, precision=_HIGHEST)
             coupling = coupling.at[:, j].set(c_coef)
         h = jnp.zeros(restart + 1, dtype)
         for _ in range(2):
-            coef = jnp.matmul(basis, w, precision=_HIGHEST)
+            coef = jnp.matmul(state.basis, w, precision=_HIGHEST)
             coef = jnp.where(jnp.arange(restart + 1) <= j, coef, 0.0)
-            w = w - jnp.matmul(coef, basis, precision=_HIGHEST)
+            w = w - jnp.matmul(coef, state.basis, precision=_HIGHEST)
             h = h + coef
         w_norm = jnp.sqrt(jnp.vdot(w, w, precision=_HIGHEST))
         h = h.at[j + 1].set(w_norm)
         # A happy breakdown (w = 0) leaves a zero row: the space is invariant
         # and the least-squares solution is exact.
         current = jnp.where(w_norm > 0, w / w_norm, 0.0)
-        basis = basis.at[j + 1].set(current)
-        directions = directions.at[j].set(z)
-        hessenberg = hessenberg.at[:, j].set(h)
-        h = _apply_rotations(h, cosines, sines, j)
+        hessenberg = state.hessenberg.at[:, j].set(h)
+        h = _apply_rotations(h, state.cosines, state.sines, j)
         a, b = h[j], h[j + 1]
         radius = jnp.hypot(a, b)
         c = jnp.where(radius > 0, a / radius, 1.0)
         s = jnp.where(radius > 0, b / radius, 0.0)
         h = h.at[j].set(radius).at[j + 1].set(0.0)
-        rotated = rotated.at[:, j].set(h)
-        cosines = cosines.at[j].set(c)
-        sines = sines.at[j].set(s)
-        g = g.at[j + 1].set(-s * g[j]).at[j].set(c * g[j])
-        finite = jnp.isfinite(w_norm) & jnp.isfinite(g[j + 1])
-        return (
-            basis,
-            directions,
-            hessenberg,
-            rotated,
-            cosines,
-            sines,
-            g,
-            coupling,
-            j + 1,
-            finite,
-            current,
+        g = state.g.at[j + 1].set(-s * state.g[j]).at[j].set(c * state.g[j])
+        return _ArnoldiState(
+            basis=state.basis.at[j + 1].set(current),
+            directions=state.directions.at[j].set(z),
+            hessenberg=hessenberg,
+            rotated=state.rotated.at[:, j].set(h),
+            cosines=state.cosines.at[j].set(c),
+            sines=state.sines.at[j].set(s),
+            g=g,
+            coupling=coupling,
+            steps=j + 1,
+            finite=jnp.isfinite(w_norm) & jnp.isfinite(g[j + 1]),
+            current=current,
         )
 
-    basis, directions, hessenberg, rotated, _, _, g, coupling, steps, finite, _ = (
-        iterate(cond, body, init, restart, unrolled)
-    )
+    final = iterate(cond, body, init, restart, unrolled)
     return {
-        "V": basis,
-        "Z": directions,
-        "H": hessenberg,
-        "B": coupling if recycled is not None else None,
-        "R": rotated[:restart],
-        "g": g,
-        "steps": steps,
-        "estimate": jnp.abs(g[steps]),
-        "finite": finite,
+        "V": final.basis,
+        "Z": final.directions,
+        "H": final.hessenberg,
+        "B": final.coupling if recycled is not None else None,
+        "R": final.rotated[:restart],
+        "g": final.g,
+        "steps": final.steps,
+        "estimate": jnp.abs(final.g[final.steps]),
+        "finite": final.finite,
     }
 
 
