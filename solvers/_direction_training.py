@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._direction_network import ConjugateDirectionNetwork
-from ._learned_cd import a_orthogonalise
+from ._learned_cd import a_orthogonalise, remember
 from ._solver import dot, matmul
 
 
@@ -68,19 +68,34 @@ def ritz_right_hand_sides(ritz_vectors, num: int, key, low_weight: float = 9.0):
     return b / jnp.linalg.norm(b, axis=1, keepdims=True)
 
 
+def _fluid_mask(network, operator):
+    fluid = getattr(operator, "fluid", None)
+    return 1.0 if fluid is None else fluid.reshape(-1).astype(network.dtype)
+
+
+def _proposer(network, operator):
+    """The network's direction for a flat residual, restricted to the fluid
+    cells, as ``LearnedConjugateDirections`` forms it."""
+    grid = operator.grid_shape
+    cell_types = getattr(operator, "cell_types", None)
+    mask = _fluid_mask(network, operator)
+
+    def propose(residual):
+        return network(residual.reshape(grid), cell_types).reshape(-1) * mask
+
+    return propose
+
+
 def one_step_loss(network, operator, b):
     r"""Mean over rows of b of $\|b - \alpha A d\|^2 / \|b\|^2$ with
     $d = N(b)$ and $\alpha = d^Tb / d^TAd$: the residual after one
     conjugate-direction step from zero. Scale-invariant in d, so the network
     only has to point the right way."""
-    grid = operator.grid_shape
-    cell_types = getattr(operator, "cell_types", None)
-    fluid = getattr(operator, "fluid", None)
-    mask = 1.0 if fluid is None else fluid.reshape(-1).astype(network.dtype)
+    propose = _proposer(network, operator)
 
     def single(rhs):
         rhs = rhs.astype(network.dtype)
-        d = network(rhs.reshape(grid), cell_types).reshape(-1) * mask
+        d = propose(rhs)
         image = operator.mv(d.astype(operator.dtype)).astype(network.dtype)
         alpha = jnp.vdot(d, rhs) / jnp.vdot(d, image)
         residual = rhs - alpha * image
@@ -100,15 +115,11 @@ def energy_loss(
     minimises exactly this quantity, so every term is at most 1. Later steps
     see the residuals the network itself leaves; the state between steps is
     held constant for the gradient."""
-    grid = operator.grid_shape
-    cell_types = getattr(operator, "cell_types", None)
-    fluid = getattr(operator, "fluid", None)
-    mask = 1.0 if fluid is None else fluid.reshape(-1).astype(network.dtype)
+    propose = _proposer(network, operator)
     n = solutions.shape[1]
-    stop = jax.lax.stop_gradient
 
     def single(solution):
-        solution = solution.astype(network.dtype) * mask
+        solution = solution.astype(network.dtype) * _fluid_mask(network, operator)
         r = operator.mv(solution.astype(operator.dtype)).astype(network.dtype)
         error = solution
         kept = jnp.zeros((num_orthogonal, n), network.dtype)
@@ -117,19 +128,20 @@ def energy_loss(
         total = 0.0
         for _ in range(num_iterations):
             energy = jnp.vdot(error, r)
-            unit = r / jnp.sqrt(jnp.vdot(r, r))
-            d = network(unit.reshape(grid), cell_types).reshape(-1) * mask
+            d = propose(r / jnp.sqrt(jnp.vdot(r, r)))
             d = a_orthogonalise(d, kept, images, curvatures)
             image = operator.mv(d.astype(operator.dtype)).astype(network.dtype)
             curvature = jnp.vdot(d, image)
             alpha = jnp.vdot(d, r) / curvature
             # e_{t+1}^T r_{t+1} = e^T r - (d^T r)^2 / d^T A d
             total = total + 1 - alpha * jnp.vdot(d, r) / energy
-            error = stop(error - alpha * d)
-            r = stop(r - alpha * image)
-            kept = stop(jnp.concatenate([d[None], kept[:-1]]))
-            images = stop(jnp.concatenate([image[None], images[:-1]]))
-            curvatures = stop(jnp.concatenate([curvature[None], curvatures[:-1]]))
+            error, r, kept, images, curvatures = jax.lax.stop_gradient(
+                (
+                    error - alpha * d,
+                    r - alpha * image,
+                    *remember(d, image, curvature, kept, images, curvatures),
+                )
+            )
         return total / num_iterations
 
     return jnp.mean(jax.vmap(single)(solutions))
@@ -155,8 +167,8 @@ def train_direction_network(
     ``loss_steps=0``.
 
     The energy loss is what made the method work here: on 2-D 64^2
-    pressure systems the one-step loss gave 230-1060 iterations to 1e-6
-    (CG: 230-340), four energy steps 25-44 (``benchmarks/RESULTS.md``).
+    pressure systems the one-step loss gave 286-1061 iterations to 1e-6
+    (CG: 231-338), four energy steps 25-44 (``benchmarks/RESULTS.md``).
 
     Every ``steps_per_problem`` steps a new problem comes from
     ``sample_operator(key)`` (an operator on a grid, e.g. a

@@ -33,6 +33,16 @@ def a_orthogonalise(direction, kept, images, curvatures):
     return direction - matmul(matmul(images, direction) / curvatures, kept)
 
 
+def remember(direction, image, curvature, kept, images, curvatures):
+    """The last k directions, their images and curvatures with the newest
+    one first (the oldest dropped)."""
+    return (
+        jnp.concatenate([direction[None], kept[:-1]]),
+        jnp.concatenate([image[None], images[:-1]]),
+        jnp.concatenate([curvature[None], curvatures[:-1]]),
+    )
+
+
 class LearnedConjugateDirections(AbstractLinearSolver):
     r"""Kaneda et al.'s deep conjugate-direction method (DCDM), as a flexible
     conjugate-direction solver for symmetric positive definite systems on
@@ -193,9 +203,9 @@ class LearnedConjugateDirections(AbstractLinearSolver):
                 RESULTS.nonfinite,
                 RESULTS.where(broke, RESULTS.breakdown, RESULTS.successful),
             )
-            kept = jnp.concatenate([d[None], kept[:-1]])
-            images = jnp.concatenate([ad[None], images[:-1]])
-            curvatures = jnp.concatenate([curvature[None], curvatures[:-1]])
+            kept, images, curvatures = remember(
+                d, ad, curvature, kept, images, curvatures
+            )
             return (
                 x,
                 true_r,
