@@ -343,12 +343,14 @@ def main():
     if not args.skip_jax_peers:
         for row in run_jax_peers(log_a, rhs, rtol, max_steps, m, symmetric_positive):
             report(row)
+    scipy_methods = set() if args.skip_scipy else set(args.scipy_methods)
+    if not symmetric_positive:
+        scipy_methods.discard("cg")
     matrices = (
-        [] if args.skip_scipy else [assemble(build(log_a[i])) for i in range(count)]
+        [assemble(build(log_a[i])) for i in range(count)] if scipy_methods else []
     )
-    if not args.skip_scipy:
-        rhs_np = np.asarray(rhs)
-    if not args.skip_scipy and "gmres" in args.scipy_methods:
+    rhs_np = np.asarray(rhs)
+    if "gmres" in scipy_methods:
         report(
             run_scipy(
                 f"scipy gmres({m})",
@@ -359,7 +361,7 @@ def main():
                 )[1],
             )
         )
-    if not args.skip_scipy and "gcrotmk" in args.scipy_methods:
+    if "gcrotmk" in scipy_methods:
         recycle_store = []
         report(
             run_scipy(
@@ -379,7 +381,7 @@ def main():
                 )[1],
             )
         )
-    if not args.skip_scipy and "cg" in args.scipy_methods and symmetric_positive:
+    if "cg" in scipy_methods:
         report(
             run_scipy(
                 "scipy cg",
