@@ -56,11 +56,19 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
     parser.add_argument("--max-steps", type=int, default=3000)
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="network file (save_network) to measure instead of the shipped one",
+    )
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"# python {' '.join(sys.argv)}")
     print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
-    network = solvers.pretrained_network(args.ndim)
+    if args.weights:
+        network = solvers.load_network(args.weights)
+    else:
+        network = solvers.pretrained_network(args.ndim)
     methods = {
         "CG": (lambda: solvers.CG(rtol=1e-6, atol=0.0, max_steps=args.max_steps), None),
         "Jacobi-PCG": (

@@ -1,13 +1,13 @@
 """Gaussian-process collocation on rectangles: a product covariance over a
-tensor grid, so every matrix is a per-dimension factor or a boundary-sized
-capacitance matrix, and no (n1 n2) x (n1 n2) matrix is ever formed."""
+tensor grid, so every matrix is a per-dimension factor or lives in the
+kernel's numerical rank (r1 r2 unknowns), and no (n1 n2) x (n1 n2) matrix
+is ever formed."""
 
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
@@ -15,6 +15,7 @@ import solvers
 from solvers import RESULTS
 
 from ._box_inputs import boundary_on_grid, check_box_inputs
+from ._chebyshev import halving_line_search
 from ._gp_kernels import AbstractStationaryKernel
 from ._gp_solve import (
     _DEFAULT_PRECISION,
@@ -28,21 +29,15 @@ from ._gp_solve import (
     windowed_magnitude,
 )
 
-# The box solver weights the residual by Lambda^(-1/2) Q^T per dimension
-# (which makes the normal matrix diagonal in one eigenbasis), so modes near
-# the cutoff are amplified by cutoff^(-1/2). Measured on Q1 (400^2, with the
-# kernel the interval solver learns on sin(100x)): relative error 1.6e-5 at 1e-12, 8.7e-6 at 1e-13, 2.9e-6 at 1e-14,
-# 2e-4 at 1e-15, 4e-2 at 1e-16.
+# Modes of each factor whose eigenvalue is below this fraction of the
+# largest are dropped: below it the whitened basis is rounding. Measured on
+# Q2 (200^2, starting kernel, relative error): 2.6e-6 with residual weight
+# 1e8 and 9.7e-8 with 1e12 at 1e-14.
 _BOX_EIGENVALUE_CUTOFF = {jnp.dtype("float64"): 1e-14, jnp.dtype("float32"): 1e-6}
-
 
 # Relative residual of the preconditioned normal-equation solves inside each
 # Gauss-Newton step; the outer iteration corrects what is left.
 _CG_RTOL = {jnp.dtype("float64"): 1e-10, jnp.dtype("float32"): 1e-4}
-_COMPLEX = {
-    jnp.dtype("float32"): jnp.dtype("complex64"),
-    jnp.dtype("float64"): jnp.dtype("complex128"),
-}
 
 
 def apply_along_axes(matrices, tensor):
@@ -54,60 +49,33 @@ def apply_along_axes(matrices, tensor):
 
 
 class _Factor(eqx.Module):
-    """One dimension of the whitened basis for a fixed kernel. With the grid
-    covariance $K = Q\\Lambda Q^T$ (rounding modes dropped): ``slopes[p]`` =
-    $U^{(p)} = K^{(p)}Q\\Lambda^{-1/2}$, the p-th derivatives of the basis at
-    the nodes ($U^{(0)} = Q\\Lambda^{1/2}$); ``whitening`` =
-    $Q\\Lambda^{-1/2}$ (its transpose weights the residual); ``keep``: the
-    eigenvalues above the cutoff; ``eigenvectors``, ``eigenvalues``: $W, \\mu$ with
-    $\\Lambda^{-1/2}Q^TU^{(p)} = W\\mathrm{diag}(\\mu)W^H$ for the principal
-    order p of this dimension ($\\mu$ real for even p, imaginary for odd p;
-    0 and ``kept`` False for dropped modes). ``principal_part`` is that
-    projection made exactly (anti)symmetric: rounding in $Q^TK^{(p)}Q$ is
-    amplified by $\\Lambda^{-1/2}$ on both sides, so the solver uses this one
-    matrix for the principal part of the residual, its Jacobian and the
-    preconditioner alike, and they agree to the last bit."""
+    """One dimension of the whitened basis for a fixed kernel: of the grid
+    covariance $K = Q\\Lambda Q^T$ the ``rank`` largest modes, those below
+    the cutoff zeroed. ``slopes[p]`` = $U^{(p)} = K^{(p)}Q\\Lambda^{-1/2}$,
+    the p-th derivatives of the basis at the nodes
+    ($U^{(0)} = Q\\Lambda^{1/2}$); ``whitening`` = $Q\\Lambda^{-1/2}$;
+    ``keep``: the modes in use; ``num_above_cutoff``: how many of all n
+    modes clear the cutoff (more than ``rank`` means the cap cut some)."""
 
     slopes: dict
     whitening: Array
     keep: Array
-    eigenvectors: Array
-    eigenvalues: Array
-    kept: Array
-    principal_part: Array
+    num_above_cutoff: Array
 
 
-def _factor(kernel, n, orders, principal, length, cutoff, complex_basis):
+def _factor(kernel, n, orders, length, cutoff, rank):
     covariance = _uniform_kernel_matrix(kernel, n, n, 0)
     eigenvalues, q = jnp.linalg.eigh(covariance)
+    num_above_cutoff = jnp.sum(eigenvalues > cutoff * eigenvalues[-1])
+    eigenvalues, q = eigenvalues[n - rank :], q[:, n - rank :]
     keep = eigenvalues > cutoff * eigenvalues[-1]
     safe = jnp.where(keep, eigenvalues, 1.0)
-    inverse_root = jnp.where(keep, 1 / jnp.sqrt(safe), 0.0)
-    whitening = q * inverse_root[None, :]
+    whitening = q * jnp.where(keep, 1 / jnp.sqrt(safe), 0.0)[None, :]
     slopes = {0: q * jnp.where(keep, jnp.sqrt(safe), 0.0)[None, :]}
     for p in orders:
         if p:
             slopes[p] = _uniform_kernel_matrix(kernel, n, n, p) @ whitening / length**p
-    projected = whitening.T @ slopes[principal]
-    projected = jnp.where(keep[:, None] & keep[None, :], projected, 0.0)
-    # dropped modes get an eigenvalue far from every kept one, so the
-    # eigenbasis never mixes them into a kept near-null direction
-    sentinel = 3 * jnp.max(jnp.abs(projected)) + 1
-    parked = jnp.diag(jnp.where(keep, 0.0, sentinel))
-    if principal % 2:
-        # antisymmetric for odd orders: i M is Hermitian, M = W (-i mu) W^H
-        projected = (projected - projected.T) / 2
-        mu, w = jnp.linalg.eigh(lax.complex(parked, projected))
-        kept = mu < sentinel / 2
-        mu = lax.complex(jnp.zeros_like(mu), jnp.where(kept, -mu, 0.0))
-    else:
-        projected = (projected + projected.T) / 2
-        mu, w = jnp.linalg.eigh(projected + parked)
-        kept = mu < sentinel / 2
-        mu = jnp.where(kept, mu, 0.0)
-        if complex_basis:
-            mu, w = mu.astype(_COMPLEX[mu.dtype]), w.astype(_COMPLEX[w.dtype])
-    return _Factor(slopes, whitening, keep, w, mu, kept, projected)
+    return _Factor(slopes, whitening, keep, num_above_cutoff)
 
 
 def _gather_boundary(grid):
@@ -125,59 +93,29 @@ def _scatter_boundary(values, shape):
     return grid.at[-1, 1:-1].set(values[2 * n1 + n2 - 2 :])
 
 
-def _capacitance(first, second, inverse_diagonal, shape):
-    r"""$B\,\mathrm{diag}(E)\,B^H$ for the boundary evaluation
-    $B = $ rows $P_1[i] \otimes P_2[k]$ at the boundary nodes, built edge
-    block by edge block with matrix products only (no boundary-by-modes
-    matrix of the whole basis is formed)."""
-    n1, n2 = shape
-    edges = (
-        (0, 0, np.arange(n1)),
-        (0, n2 - 1, np.arange(n1)),
-        (1, 0, np.arange(1, n2 - 1)),
-        (1, n1 - 1, np.arange(1, n2 - 1)),
+def _operator_gram(bases, coefficients):
+    r"""$\mathbb L^T\mathbb L$ for $\mathbb L = \sum_t c_t P_{t,1} \otimes
+    P_{t,2}$ (node rows, all nodes), as one dense $(r_1r_2)^2$ matrix: a sum
+    of Kronecker products of per-axis $r_j \times r_j$ Gram matrices, so no
+    node-sized matrix is formed."""
+    total = 0.0
+    for first, c in zip(bases, coefficients, strict=True):
+        for second, d in zip(bases, coefficients, strict=True):
+            total = total + (c * d) * jnp.kron(
+                first[0].T @ second[0], first[1].T @ second[1]
+            )
+    return total
+
+
+def _boundary_gram(values_basis):
+    r"""$B^TB$ for the rows $U_1[i] \otimes U_2[l]$ of the boundary nodes:
+    the edges $x_1 = a_1, b_1$ (all l) and $x_2 = a_2, b_2$ (interior i)."""
+    first, second = values_basis
+    ends = jnp.array([0, first.shape[0] - 1])
+    edge_ends = jnp.array([0, second.shape[0] - 1])
+    return jnp.kron(first[ends].T @ first[ends], second.T @ second) + jnp.kron(
+        first[1:-1].T @ first[1:-1], second[edge_ends].T @ second[edge_ends]
     )
-    e = inverse_diagonal
-
-    def block(row_edge, column_edge):
-        (row_axis, row_fixed, rows), (column_axis, column_fixed, columns) = (
-            row_edge,
-            column_edge,
-        )
-        if row_axis == 0 and column_axis == 0:
-            g = e @ (second[row_fixed] * jnp.conj(second[column_fixed]))
-            return (first[rows] * g[None, :]) @ jnp.conj(first[columns]).T
-        if row_axis == 1 and column_axis == 1:
-            h = e.T @ (first[row_fixed] * jnp.conj(first[column_fixed]))
-            return (second[rows] * h[None, :]) @ jnp.conj(second[columns]).T
-        if row_axis == 0:
-            left = first[rows] * jnp.conj(first[column_fixed])[None, :]
-            right = e * second[row_fixed][None, :]
-            return (left @ right) @ jnp.conj(second[columns]).T
-        return jnp.conj(block(column_edge, row_edge)).T
-
-    return jnp.block([[block(r, c) for c in edges] for r in edges])
-
-
-def _moving_axis(term):
-    """The first axis a derivative multi-index differentiates in."""
-    return next(j for j, p in enumerate(term) if p)
-
-
-def _along_axis(axis, matrix, tensor):
-    return jnp.moveaxis(jnp.tensordot(matrix, tensor, axes=(1, axis)), 0, axis)
-
-
-def _principal_orders(terms):
-    """Per dimension, the highest order among the terms that differentiate in
-    that dimension only (0 if none): the part the preconditioner makes exact."""
-    principal = [0, 0]
-    for term in terms:
-        moving = [j for j, p in enumerate(term) if p]
-        if len(moving) == 1:
-            j = moving[0]
-            principal[j] = max(principal[j], term[j])
-    return tuple(principal)
 
 
 def _fit_values(
@@ -190,115 +128,56 @@ def _fit_values(
     precision,
     newton_steps,
     cg_steps,
+    rank,
 ):
-    """Posterior mode of the grid values for fixed kernels: minimises
-    $|\beta|^2 + \\lambda(|\\mathcal W F|^2 / s_F^2 + |B\beta - g|^2 / s_g^2)$
-    over the whitened coefficients $\beta$ (u = $(U_1 \\otimes U_2)\beta$) by
-    damped Gauss-Newton, each step a conjugate-gradient solve of the normal
-    equations preconditioned by their constant-coefficient principal part,
-    which is inverted exactly: diagonal in the product eigenbasis
-    $W_1 \\otimes W_2$, plus the boundary rows by a Woodbury capacitance
-    matrix of boundary size."""
+    r"""Posterior mode of the grid values for fixed kernels: minimises
+    $|\beta|^2 + \lambda(|F|^2 / s_F^2 + |B\beta - g|^2 / s_g^2)$ over the
+    whitened coefficients $\beta$ (u = $(U_1 \otimes U_2)\beta$), F at every
+    node, by damped Gauss-Newton, each step a conjugate-gradient solve of the
+    normal equations preconditioned by the Cholesky factor of their
+    constant-coefficient part (coefficients: the mean partials of F at
+    u = 0), so that linear constant-coefficient problems take one CG step."""
     shape = points.shape[:2]
     dtype = points.dtype
     cutoff = _BOX_EIGENVALUE_CUTOFF[jnp.dtype(dtype)]
-    principal = _principal_orders(terms)
-    complex_basis = any(p % 2 for p in principal)
     factors = [
         _factor(
             kernels[j],
             shape[j],
-            sorted({term[j] for term in terms} | {principal[j]}),
-            principal[j],
+            sorted({term[j] for term in terms}),
             lengths[j],
             cutoff,
-            complex_basis,
+            rank[j],
         )
         for j in range(2)
     ]
     values_basis = [f.slopes[0] for f in factors]
-    term_bases = [[factors[j].slopes[term[j]] for j in range(2)] for term in terms]
+    bases = [values_basis] + [
+        [factors[j].slopes[term[j]] for j in range(2)] for term in terms
+    ]
+    basis_shape = tuple(r for r in rank)
     flat_points = points.reshape(-1, 2)
     boundary_target = _gather_boundary(boundary_values)
 
-    def weigh(r):
-        return apply_along_axes([f.whitening.T for f in factors], r)
-
-    def weigh_transpose(r):
-        return apply_along_axes([f.whitening for f in factors], r)
-
-    def fields(beta):
-        return [apply_along_axes(values_basis, beta)] + [
-            apply_along_axes(basis, beta) for basis in term_bases
-        ]
-
     def linearise(beta):
-        """F and its partials in (u, derivatives...) at every node, and the
-        fields themselves."""
-        values = fields(beta)
-        args = (flat_points, *(v.reshape(-1) for v in values))
+        """F and its partials in (u, derivatives...) at every node."""
+        args = (flat_points, *(apply_along_axes(b, beta).reshape(-1) for b in bases))
         residual = jax.vmap(equation)(*args).reshape(shape)
         partials = jax.vmap(jax.grad(equation, argnums=tuple(range(1, len(args)))))(
             *args
         )
-        return residual, [p.reshape(shape) for p in partials], values
-
-    is_principal = [True] + [
-        sum(1 for p in term if p) == 1
-        and term[_moving_axis(term)] == principal[_moving_axis(term)]
-        for term in terms
-    ]
-    kept_q = factors[0].keep[:, None] & factors[1].keep[None, :]
-
-    def principal_coefficients(partials):
-        return [
-            jnp.mean(p) if principal_term else jnp.zeros((), dtype)
-            for p, principal_term in zip(partials, is_principal, strict=True)
-        ]
-
-    def principal_apply(coefficients, delta, transpose=False):
-        r"""The principal part with constant coefficients, through the
-        (anti)symmetrised projections: $c_0\delta + \sum_t c_t M_{j(t)}\delta$."""
-        total = coefficients[0] * jnp.where(kept_q, delta, 0.0)
-        for term, c, principal_term in zip(
-            terms, coefficients[1:], is_principal[1:], strict=True
-        ):
-            if principal_term:
-                axis = _moving_axis(term)
-                matrix = factors[axis].principal_part
-                matrix = matrix.T if transpose else matrix
-                total = total + c * _along_axis(axis, matrix, delta)
-        return total
-
-    _, partials0, _ = linearise(jnp.zeros(shape, dtype))
-    split = principal_coefficients(partials0)
-
-    def weighted_residual(beta):
-        r"""$\mathcal W F$ with the principal part taken out of F before the
-        weighting and put back through ``principal_apply``."""
-        residual, partials, values = linearise(beta)
-        remainder = residual
-        for c, v in zip(split, values, strict=True):
-            remainder = remainder - c * v
-        return principal_apply(split, beta) + weigh(remainder), partials
+        return residual, [p.reshape(shape) for p in partials]
 
     def jacobian(partials, delta):
         total = jnp.zeros(shape, dtype)
-        for partial, c, basis in zip(
-            partials, split, [values_basis, *term_bases], strict=True
-        ):
-            total = total + (partial - c) * apply_along_axes(basis, delta)
-        return principal_apply(split, delta) + weigh(total)
+        for partial, basis in zip(partials, bases, strict=True):
+            total = total + partial * apply_along_axes(basis, delta)
+        return total
 
     def jacobian_transpose(partials, r):
-        weighted = weigh_transpose(r)
-        total = principal_apply(split, r, transpose=True)
-        for partial, c, basis in zip(
-            partials, split, [values_basis, *term_bases], strict=True
-        ):
-            total = total + apply_along_axes(
-                [b.T for b in basis], (partial - c) * weighted
-            )
+        total = jnp.zeros(basis_shape, dtype)
+        for partial, basis in zip(partials, bases, strict=True):
+            total = total + apply_along_axes([b.T for b in basis], partial * r)
         return total
 
     def boundary_rows(beta):
@@ -309,63 +188,31 @@ def _fit_values(
             [b.T for b in values_basis], _scatter_boundary(y, shape)
         )
 
-    def principal_symbol(coefficients):
-        """Eigenvalues of the constant-coefficient principal part in the
-        product eigenbasis."""
-        eigenvalue_dtype = factors[0].eigenvalues.dtype
-        symbol = jnp.zeros(shape, eigenvalue_dtype) + coefficients[0].astype(
-            eigenvalue_dtype
-        )
-        for term, c, principal_term in zip(
-            terms, coefficients[1:], is_principal[1:], strict=True
-        ):
-            if principal_term:
-                axis = _moving_axis(term)
-                mu = factors[axis].eigenvalues
-                mu = mu[:, None] if axis == 0 else mu[None, :]
-                symbol = symbol + c.astype(eigenvalue_dtype) * mu
-        return symbol
-
-    kept = factors[0].kept[:, None] & factors[1].kept[None, :]
-    # the preconditioner inverts exactly the principal part the residual and
-    # Jacobian carry (coefficients ``split``), so it is built once per solve
-    symbol = principal_symbol(split)
-    residual_scale2 = jnp.sum(jnp.where(kept, jnp.abs(symbol) ** 2, 0.0)) / jnp.sum(
-        kept, dtype=dtype
+    _, partials0 = linearise(jnp.zeros(basis_shape, dtype))
+    operator_gram = _operator_gram(bases, [jnp.mean(p) for p in partials0])
+    boundary_gram = _boundary_gram(values_basis)
+    kept = (factors[0].keep[:, None] & factors[1].keep[None, :]).reshape(-1)
+    num_kept = jnp.maximum(jnp.sum(kept, dtype=dtype), 1)
+    # mean squared column norm over the modes in use: the weights balance
+    # the three terms independently of the kernel's scale
+    residual_weight = (
+        precision
+        * num_kept
+        / jnp.maximum(jnp.trace(operator_gram), jnp.finfo(dtype).tiny)
     )
-    row_norms = [jnp.sum(b**2, axis=1) for b in values_basis]
-    boundary_scale2 = jnp.mean(
-        _gather_boundary(row_norms[0][:, None] * row_norms[1][None, :])
+    boundary_weight = precision * num_kept / jnp.trace(boundary_gram)
+    normal_matrix = (
+        jnp.eye(kept.size, dtype=dtype)
+        + residual_weight * operator_gram
+        + boundary_weight * boundary_gram
     )
-    residual_weight = precision / residual_scale2
-    boundary_weight = precision / boundary_scale2
-    eigenvectors = [f.eigenvectors for f in factors]
-    evaluation = [b @ w for b, w in zip(values_basis, eigenvectors, strict=True)]
-
-    inverse_diagonal = jnp.where(
-        kept, 1 / (1 + residual_weight * jnp.abs(symbol) ** 2), 0.0
-    ).astype(symbol.dtype)
-    capacitance = _capacitance(*evaluation, inverse_diagonal, shape)
-    capacitance = capacitance + jnp.eye(
-        capacitance.shape[0], dtype=capacitance.dtype
-    ) / boundary_weight.astype(capacitance.dtype)
-    capacitance_factor = jax.scipy.linalg.cho_factor(capacitance)
+    normal_factor = jax.scipy.linalg.cho_factor(normal_matrix)
 
     def preconditioner(v):
-        """Woodbury: diag(E) - diag(E) B^H C^-1 B diag(E) in the eigenbasis."""
-        c = apply_along_axes([jnp.conj(w).T for w in eigenvectors], v.reshape(shape))
-        y = inverse_diagonal * c
-        z = jax.scipy.linalg.cho_solve(
-            capacitance_factor, _gather_boundary(apply_along_axes(evaluation, y))
-        )
-        back = apply_along_axes(
-            [jnp.conj(p).T for p in evaluation], _scatter_boundary(z, shape)
-        )
-        y = y - inverse_diagonal * back
-        return jnp.real(apply_along_axes(eigenvectors, y)).reshape(-1)
+        return jax.scipy.linalg.cho_solve(normal_factor, v)
 
     def objective(beta):
-        residual, _ = weighted_residual(beta)
+        residual, _ = linearise(beta)
         misfit = boundary_rows(beta) - boundary_target
         return (
             jnp.sum(beta**2)
@@ -377,7 +224,7 @@ def _fit_values(
 
     def newton_step(carry):
         beta, _, step_count, cg_count = carry
-        residual, partials = weighted_residual(beta)
+        residual, partials = linearise(beta)
         gradient = (
             beta
             + residual_weight * jacobian_transpose(partials, residual)
@@ -386,7 +233,7 @@ def _fit_values(
         )
 
         def normal(v):
-            v = v.reshape(shape)
+            v = v.reshape(basis_shape)
             out = (
                 v
                 + residual_weight * jacobian_transpose(partials, jacobian(partials, v))
@@ -401,20 +248,8 @@ def _fit_values(
             preconditioner=preconditioner,
             throw=False,
         )
-        step = solution.value.reshape(shape)
-        current = objective(beta)
-
-        def shrink(state):
-            scale, _ = state
-            return scale / 2, objective(beta + scale / 2 * step)
-
-        def worse(state):
-            scale, value = state
-            return (value > current) & (scale > 1e-3)
-
-        scale, _ = lax.while_loop(
-            worse, shrink, (jnp.asarray(1.0, dtype), objective(beta + step))
-        )
+        step = solution.value.reshape(basis_shape)
+        scale = halving_line_search(objective, beta, step, objective(beta))
         new_beta = beta + scale * step
         size = jnp.linalg.norm(scale * step) / jnp.maximum(
             jnp.linalg.norm(new_beta), jnp.finfo(dtype).tiny
@@ -431,11 +266,14 @@ def _fit_values(
     beta, size, steps, cg_total = lax.while_loop(
         not_converged,
         newton_step,
-        (jnp.zeros(shape, dtype), jnp.asarray(jnp.inf, dtype), count, count),
+        (jnp.zeros(basis_shape, dtype), jnp.asarray(jnp.inf, dtype), count, count),
     )
     values = apply_along_axes(values_basis, beta)
     coefficients = apply_along_axes([f.whitening for f in factors], beta)
-    return values, coefficients, steps, size <= tolerance, cg_total
+    truncated = jnp.any(
+        jnp.stack([f.num_above_cutoff > r for f, r in zip(factors, rank, strict=True)])
+    )
+    return values, coefficients, steps, size <= tolerance, cg_total, truncated
 
 
 class GPBoxSolution(eqx.Module):
@@ -452,7 +290,8 @@ class GPBoxSolution(eqx.Module):
             length of $x_j$, strongest first; pruned components have weight 0.
         result: ``solvers.RESULTS.successful`` or why it stopped.
         stats: as ``GPSolution`` (``residual_norm`` is the relative RMS of F
-            at the cell centres), plus ``num_cg_steps`` of the kept solve.
+            at the cell centres), plus ``num_cg_steps`` of the kept solve and
+            ``rank_truncated`` (whether ``max_rank`` cut modes).
     """
 
     grids: tuple[Array, Array]
@@ -583,6 +422,7 @@ def gp_solve_box(
     learning_rate: float = 1e-2,
     newton_steps: int = 20,
     cg_steps: int = 100,
+    max_rank: int = 128,
     rtol: float = 0.0,
     throw: bool = True,
     dtype=None,
@@ -593,23 +433,24 @@ def gp_solve_box(
 
     The method of Fang, Wang, Zhe et al. (GP-HM) on a tensor grid, with an
     exact inner solve. The unknowns are whitened coefficients $\beta$,
-    $u = (U_1 \otimes U_2)\beta$ with $U_j = Q_j\Lambda_j^{1/2}$ from
-    $K_j = Q_j\Lambda_jQ_j^T$ (eigenvalues below 1e-14 of the largest
-    dropped); derivatives are $U_j^{(p)} = K_j^{(p)}Q_j\Lambda_j^{-1/2}$ per
-    axis. The objective is
-    $|\beta|^2 + \lambda(|\mathcal W F|^2/s_F^2 + |u_\partial - g|^2/s_g^2)$
-    with F collocated at every node and the residual weighted by
-    $\mathcal W = \otimes_j \Lambda_j^{-1/2}Q_j^T$: that weighting makes the
-    constant-coefficient principal part (per axis, the highest pure
-    derivative) $\otimes$-diagonal in one eigenbasis $W_1 \otimes W_2$, so its
-    normal matrix is inverted exactly: a diagonal plus the boundary rows by
-    a Woodbury capacitance matrix of boundary size ($2n_1 + 2n_2 - 4$).
-    Linear constant-coefficient problems are solved in one conjugate-gradient
-    step; nonlinear and variable-coefficient ones by Gauss-Newton with that
-    inverse as the CG preconditioner. No $(n_1n_2)^2$ matrix is formed. The
-    kernels are updated by Adam on the Kronecker marginal likelihood (Jeffreys
-    prior on the weights), an update kept only if it lowers the residual at
-    the cell centres.
+    $u = (U_1 \otimes U_2)\beta$ with $U_j = Q_j\Lambda_j^{1/2}$ from the
+    ``max_rank`` largest modes of $K_j = Q_j\Lambda_jQ_j^T$ (modes below
+    1e-14 of the largest dropped); derivatives are
+    $U_j^{(p)} = K_j^{(p)}Q_j\Lambda_j^{-1/2}$ per axis. The objective is
+    GP-HM's,
+    $|\beta|^2 + \lambda(|F|^2/s_F^2 + |u_\partial - g|^2/s_g^2)$
+    with F collocated at every node. Its Gauss-Newton normal matrix with
+    the coefficients of F frozen at their means is a sum of Kronecker
+    products of per-axis $r_j \times r_j$ Gram matrices; it is assembled as
+    one dense $(r_1r_2)^2$ matrix and factored once per kernel (Cholesky),
+    which solves linear constant-coefficient problems in one step and
+    preconditions the conjugate-gradient solve of each Gauss-Newton step
+    otherwise. Nothing of the grid's size squared is formed: r is the
+    kernel's numerical rank (93 of 200 on Q2, 114 of 400 on Q1), so the
+    dense matrix is 1.3 GB at most in float64 with the default cap of 128.
+    The kernels are updated by Adam on the Kronecker marginal likelihood
+    (Jeffreys prior on the weights), an update kept only if it lowers the
+    residual at the cell centres.
 
     Args:
         equation: ``F(x, u, *derivatives)`` at one point, x of shape (2,),
@@ -625,17 +466,22 @@ def gp_solve_box(
         num_components, precision, max_outer_steps, kernel_steps,
         learning_rate, newton_steps, rtol, throw: as ``gp_solve``.
         cg_steps: conjugate-gradient steps per Gauss-Newton step at most.
+        max_rank: modes per axis at most; the dense normal matrix has
+            ``min(n1, max_rank) * min(n2, max_rank)`` rows.
+            ``stats["rank_truncated"]`` says whether the cap cut modes above
+            the cutoff (raise it where memory allows).
         dtype: float32 or float64 (default: JAX's default float).
 
     Returns:
         A ``GPBoxSolution``.
 
-    Accuracy (``benchmarks/gp_pde_box.py``, float64): 3.6e-6 relative L2
-    on GP-HM's Q1 (sin(100x) sin(100y), 400^2 nodes) from one solve with
-    the starting kernel. Not yet accurate on low-frequency content: Q2 is at
-    5.7e-3 after ten kernel updates and sin(6x) sin(6y) stalls near 1e-2;
-    transport (ADV) stays at 4e-2, and Allen-Cahn with large amplitude (AC2)
-    diverges from u = 0. float32 stays finite but is not accurate.
+    Accuracy (``benchmarks/gp_pde_box.py``, float64, starting kernel, no
+    kernel update): relative L2 3.6e-6 on Q1 (sin(100x) sin(100y), 400^2),
+    9.8e-8 on Q2 (200^2), 5.9e-6 on Allen-Cahn AC2, 3.6e-8 on space-time
+    transport ADV. float32 stays finite but is not accurate (the normal
+    equations square the conditioning). Nonlinear problems whose
+    linearisation is indefinite may stop at another stationary point of the
+    objective (the result then reports that Gauss-Newton did not converge).
 
     References:
         S. Fang, M. Wang, Z. Zhe et al., Solving High Frequency and Multi-Scale
@@ -657,6 +503,9 @@ def gp_solve_box(
     points = jnp.stack(jnp.meshgrid(*grids, indexing="ij"), axis=-1)
     boundary_values = boundary_on_grid(boundary, points, dtype)
     lengths = tuple(grid[-1] - grid[0] for grid in grids)
+    if not isinstance(max_rank, int) or max_rank < 1:
+        raise ValueError(f"max_rank must be a positive int, got {max_rank!r}.")
+    rank = tuple(min(n, max_rank) for n in num_points)
     if precision is None:
         precision = _DEFAULT_PRECISION[dtype]
     source = _residual_of_zero(equation, points, len(derivatives)).reshape(num_points)
@@ -675,6 +524,7 @@ def gp_solve_box(
             precision,
             newton_steps,
             cg_steps,
+            rank,
         )
 
     centres = (points[1:, 1:] + points[:-1, :-1]) / 2
@@ -697,7 +547,7 @@ def gp_solve_box(
         learning_rate,
         rtol,
     )
-    values, coefficients, steps, converged, cg_total = best
+    values, coefficients, steps, converged, cg_total, truncated = best
     spectra = [
         reported_spectrum(kernel, length)
         for kernel, length in zip(kernels, lengths, strict=True)
@@ -706,6 +556,7 @@ def gp_solve_box(
         values, converged, throw, steps, residual, tried, accepted, history
     )
     stats["num_cg_steps"] = cg_total
+    stats["rank_truncated"] = truncated
     return GPBoxSolution(
         grids,
         values,
