@@ -5,14 +5,22 @@ write its weights; this script produced the shipped weights.
     python examples/train_learned_cg.py --ndim 2    # 81 s on one H100
     python examples/train_learned_cg.py --ndim 2 --steps 1500 --batch 16  # 2 CPU cores
 
-The shipped 3-D weights come from two runs on one H100 (97 s and 92 s): the
-one-step loss from scratch, then the energy loss from those weights (from
-scratch at 64^3 the energy loss collapsed to a dead network):
+The shipped 3-D weights come from four runs on one H100 (97 s, 92 s, 330 s
+and 330 s): the one-step loss from scratch, then the energy loss from those
+weights (from scratch at 64^3 the energy loss collapsed to a dead network),
+continued twice (the second with another seed). Each run fits in 10 minutes;
+the four take 14.5 minutes together:
 
     python examples/train_learned_cg.py --ndim 3 --out one_step_3d.eqx
     python examples/train_learned_cg.py --ndim 3 --loss-steps 4 --steps 1000 \
-        --learning-rate 1e-4 --init one_step_3d.eqx \
+        --learning-rate 1e-4 --init one_step_3d.eqx --out energy_1k.eqx \
         --checkpoints checkpoints/learned_cg_3d_energy
+    python examples/train_learned_cg.py --ndim 3 --loss-steps 4 --steps 5000 \
+        --learning-rate 1e-4 --init energy_1k.eqx --out energy_6k.eqx \
+        --checkpoints checkpoints/learned_cg_3d_energy_6k
+    python examples/train_learned_cg.py --ndim 3 --loss-steps 4 --steps 5000 \
+        --learning-rate 1e-4 --init energy_6k.eqx --seed 1 \
+        --checkpoints checkpoints/learned_cg_3d_energy_11k
 
 Problems: fluid in a box with an open top, with random box and ball
 obstacles, and under a random smooth free surface (``pde.pressure_cells``),
