@@ -4,45 +4,57 @@ import jax
 import jax.numpy as jnp
 
 
-def check_box_inputs(domain, num_points, derivatives, *, min_points, interval_solver):
-    """Clear errors for a domain that is not a rectangle, grids that are not
-    two ints >= ``min_points``, and derivative multi-indices that are not
-    pairs of orders 0..4."""
-    if len(domain) != 2 or any(len(interval) != 2 for interval in domain):
+def check_box_inputs(
+    domain, num_points, derivatives, *, min_points, interval_solver, max_dims=2
+):
+    """Clear errors for a domain that is not a box of 2..``max_dims``
+    dimensions, grids that are not one int >= ``min_points`` per axis, and
+    derivative multi-indices that are not one order 0..4 per axis."""
+    shapes = "a rectangle ((a1, b1), (a2, b2))" + (
+        " or a box ((a1, b1), (a2, b2), (a3, b3))" if max_dims == 3 else ""
+    )
+    if not 2 <= len(domain) <= max_dims or any(
+        len(interval) != 2 for interval in domain
+    ):
         raise ValueError(
-            "domain must be a rectangle ((a1, b1), (a2, b2)); got "
-            f"{domain!r}. Intervals go to {interval_solver}; boxes in three or "
-            "more dimensions are not supported."
+            f"domain must be {shapes}; got {domain!r}. Intervals go to "
+            f"{interval_solver}; boxes in more than {max_dims} dimensions are "
+            "not supported."
         )
+    ndim = len(domain)
     for interval in domain:
         if not float(interval[1]) > float(interval[0]):
             raise ValueError(f"each interval needs b > a, got {interval!r}.")
-    if len(num_points) != 2 or any(
+    if len(num_points) != ndim or any(
         not isinstance(n, int) or n < min_points for n in num_points
     ):
         raise ValueError(
-            f"num_points must be two ints >= {min_points}, one per axis; got "
+            f"num_points must be {ndim} ints >= {min_points}, one per axis; got "
             f"{num_points!r}."
         )
     if not derivatives or any(
-        len(term) != 2
+        len(term) != ndim
         or any(not isinstance(p, int) or not 0 <= p <= 4 for p in term)
         or sum(term) == 0
         for term in derivatives
     ):
+        example = (
+            "((2, 0), (0, 2))" if ndim == 2 else "((2, 0, 0), (0, 2, 0), (0, 0, 2))"
+        )
         raise ValueError(
-            "derivatives must be a non-empty tuple of (p1, p2) with orders 0..4 "
-            f"and p1 + p2 >= 1, e.g. ((2, 0), (0, 2)); got {derivatives!r}."
+            f"derivatives must be a non-empty tuple of multi-indices with {ndim} "
+            f"orders 0..4 and a positive sum, e.g. {example}; got {derivatives!r}."
         )
 
 
 def boundary_on_grid(boundary, points, dtype):
-    """Boundary data on the tensor grid ``points`` (n1, n2, 2): ``g`` at
-    every node if it is callable, else an array that must have the grid's
+    """Boundary data on the tensor grid ``points`` (n1, ..., nd, d): ``g``
+    at every node if it is callable, else an array that must have the grid's
     shape (only its entries on the boundary are used)."""
-    shape = points.shape[:2]
+    shape = points.shape[:-1]
     if callable(boundary):
-        return jax.vmap(jax.vmap(boundary))(points).astype(dtype)
+        flat = points.reshape(-1, points.shape[-1])
+        return jax.vmap(boundary)(flat).reshape(shape).astype(dtype)
     values = jnp.asarray(boundary, dtype)
     if values.shape != shape:
         raise ValueError(

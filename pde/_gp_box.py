@@ -3,11 +3,13 @@ tensor grid, so every matrix is a per-dimension factor or lives in the
 kernel's numerical rank (r1 r2 unknowns), and no (n1 n2) x (n1 n2) matrix
 is ever formed."""
 
+import functools
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
@@ -34,6 +36,10 @@ from ._gp_solve import (
 # Q2 (200^2, starting kernel, relative error): 2.6e-6 with residual weight
 # 1e8 and 9.7e-8 with 1e12 at 1e-14.
 _BOX_EIGENVALUE_CUTOFF = {jnp.dtype("float64"): 1e-14, jnp.dtype("float32"): 1e-6}
+
+# Modes per axis at most: the dense normal matrix has prod(r_j) rows, 16,384
+# (2.1 GB in float64) at these caps.
+_DEFAULT_MAX_RANK = {2: 128, 3: 25}
 
 # Relative residual of the preconditioned normal-equation solves inside each
 # Gauss-Newton step; the outer iteration corrects what is left.
@@ -78,44 +84,57 @@ def _factor(kernel, n, orders, length, cutoff, rank):
     return _Factor(slopes, whitening, keep, num_above_cutoff)
 
 
+def _boundary_index(shape):
+    """Flat indices of the boundary nodes of a grid (a node with any index
+    at 0 or n - 1), in C order; static, from the shape alone."""
+    grids = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    on_face = np.zeros(shape, bool)
+    for index, n in zip(grids, shape, strict=True):
+        on_face |= (index == 0) | (index == n - 1)
+    return np.flatnonzero(on_face)
+
+
 def _gather_boundary(grid):
-    """The boundary nodes of an (n1, n2) grid, edge by edge: x2 = a2 and
-    x2 = b2 (all i), then x1 = a1 and x1 = b1 (corners excluded)."""
-    return jnp.concatenate([grid[:, 0], grid[:, -1], grid[0, 1:-1], grid[-1, 1:-1]])
+    """The boundary nodes of a grid, in C order."""
+    return grid.reshape(-1)[_boundary_index(grid.shape)]
 
 
 def _scatter_boundary(values, shape):
     """Transpose of ``_gather_boundary``."""
-    n1, n2 = shape
-    grid = jnp.zeros(shape, values.dtype)
-    grid = grid.at[:, 0].set(values[:n1]).at[:, -1].set(values[n1 : 2 * n1])
-    grid = grid.at[0, 1:-1].set(values[2 * n1 : 2 * n1 + n2 - 2])
-    return grid.at[-1, 1:-1].set(values[2 * n1 + n2 - 2 :])
+    flat = jnp.zeros(int(np.prod(shape)), values.dtype)
+    return flat.at[_boundary_index(shape)].set(values).reshape(shape)
+
+
+def _kron(matrices):
+    return functools.reduce(jnp.kron, matrices)
 
 
 def _operator_gram(bases, coefficients):
-    r"""$\mathbb L^T\mathbb L$ for $\mathbb L = \sum_t c_t P_{t,1} \otimes
-    P_{t,2}$ (node rows, all nodes), as one dense $(r_1r_2)^2$ matrix: a sum
-    of Kronecker products of per-axis $r_j \times r_j$ Gram matrices, so no
+    r"""$\mathbb L^T\mathbb L$ for $\mathbb L = \sum_t c_t \otimes_j P_{t,j}$
+    (node rows, all nodes), as one dense $(\prod_j r_j)^2$ matrix: a sum of
+    Kronecker products of per-axis $r_j \times r_j$ Gram matrices, so no
     node-sized matrix is formed."""
     total = 0.0
     for first, c in zip(bases, coefficients, strict=True):
         for second, d in zip(bases, coefficients, strict=True):
-            total = total + (c * d) * jnp.kron(
-                first[0].T @ second[0], first[1].T @ second[1]
+            total = total + (c * d) * _kron(
+                [a.T @ b for a, b in zip(first, second, strict=True)]
             )
     return total
 
 
 def _boundary_gram(values_basis):
-    r"""$B^TB$ for the rows $U_1[i] \otimes U_2[l]$ of the boundary nodes:
-    the edges $x_1 = a_1, b_1$ (all l) and $x_2 = a_2, b_2$ (interior i)."""
-    first, second = values_basis
-    ends = jnp.array([0, first.shape[0] - 1])
-    edge_ends = jnp.array([0, second.shape[0] - 1])
-    return jnp.kron(first[ends].T @ first[ends], second.T @ second) + jnp.kron(
-        first[1:-1].T @ first[1:-1], second[edge_ends].T @ second[edge_ends]
-    )
+    r"""$B^TB$ for the rows $\otimes_j U_j[i_j]$ of the boundary nodes, over
+    disjoint faces: axis j at an end, the axes before it interior, the axes
+    after it anything."""
+    total = 0.0
+    for j, basis in enumerate(values_basis):
+        ends = jnp.array([0, basis.shape[0] - 1])
+        factors = [b[1:-1].T @ b[1:-1] for b in values_basis[:j]]
+        factors.append(basis[ends].T @ basis[ends])
+        factors.extend(b.T @ b for b in values_basis[j + 1 :])
+        total = total + _kron(factors)
+    return total
 
 
 def _fit_values(
@@ -132,12 +151,13 @@ def _fit_values(
 ):
     r"""Posterior mode of the grid values for fixed kernels: minimises
     $|\beta|^2 + \lambda(|F|^2 / s_F^2 + |B\beta - g|^2 / s_g^2)$ over the
-    whitened coefficients $\beta$ (u = $(U_1 \otimes U_2)\beta$), F at every
+    whitened coefficients $\beta$ (u = $(\otimes_j U_j)\beta$), F at every
     node, by damped Gauss-Newton, each step a conjugate-gradient solve of the
     normal equations preconditioned by the Cholesky factor of their
     constant-coefficient part (coefficients: the mean partials of F at
     u = 0), so that linear constant-coefficient problems take one CG step."""
-    shape = points.shape[:2]
+    shape = points.shape[:-1]
+    ndim = len(shape)
     dtype = points.dtype
     cutoff = _BOX_EIGENVALUE_CUTOFF[jnp.dtype(dtype)]
     factors = [
@@ -149,14 +169,14 @@ def _fit_values(
             cutoff,
             rank[j],
         )
-        for j in range(2)
+        for j in range(ndim)
     ]
     values_basis = [f.slopes[0] for f in factors]
     bases = [values_basis] + [
-        [factors[j].slopes[term[j]] for j in range(2)] for term in terms
+        [factors[j].slopes[term[j]] for j in range(ndim)] for term in terms
     ]
-    basis_shape = tuple(r for r in rank)
-    flat_points = points.reshape(-1, 2)
+    basis_shape = tuple(rank)
+    flat_points = points.reshape(-1, ndim)
     boundary_target = _gather_boundary(boundary_values)
 
     def linearise(beta):
@@ -191,7 +211,9 @@ def _fit_values(
     _, partials0 = linearise(jnp.zeros(basis_shape, dtype))
     operator_gram = _operator_gram(bases, [jnp.mean(p) for p in partials0])
     boundary_gram = _boundary_gram(values_basis)
-    kept = (factors[0].keep[:, None] & factors[1].keep[None, :]).reshape(-1)
+    kept = functools.reduce(
+        lambda a, b: (a[:, None] & b[None, :]).reshape(-1), [f.keep for f in factors]
+    )
     num_kept = jnp.maximum(jnp.sum(kept, dtype=dtype), 1)
     # mean squared column norm over the modes in use: the weights balance
     # the three terms independently of the kernel's scale
@@ -294,12 +316,12 @@ class GPBoxSolution(eqx.Module):
             ``rank_truncated`` (whether ``max_rank`` cut modes).
     """
 
-    grids: tuple[Array, Array]
-    values: Float[Array, "n1 n2"]
-    kernels: tuple[AbstractStationaryKernel, AbstractStationaryKernel]
-    coefficients: Float[Array, "n1 n2"]
-    frequencies: tuple[Array, Array]
-    weights: tuple[Array, Array]
+    grids: tuple[Array, ...]
+    values: Float[Array, "*grid"]
+    kernels: tuple[AbstractStationaryKernel, ...]
+    coefficients: Float[Array, "*grid"]
+    frequencies: tuple[Array, ...]
+    weights: tuple[Array, ...]
     result: RESULTS
     stats: dict
 
@@ -311,36 +333,53 @@ class GPBoxSolution(eqx.Module):
         nodes = nodes.reshape((1,) * t.ndim + nodes.shape)
         return kernel.derivative(t[..., None] - nodes, order) / length**order
 
-    def derivative(self, points, orders=(0, 0)):
-        """$\\partial_1^{p_1}\\partial_2^{p_2} u$ of the posterior mode at
-        points of shape (..., 2). For a tensor grid use ``on_grid``: it costs
-        two matrix products instead of a kernel row per point."""
+    def derivative(self, points, orders=None):
+        """$\\partial_1^{p_1}\\cdots\\partial_d^{p_d} u$ of the posterior mode
+        at points of shape (..., d); ``orders`` (p_1, ..., p_d), default all
+        0. For a tensor grid use ``on_grid``: it costs d matrix products
+        instead of a kernel row per point."""
         points = jnp.asarray(points, self.values.dtype)
-        first = self._rows(0, points[..., 0], orders[0])
-        second = self._rows(1, points[..., 1], orders[1])
-        return jnp.einsum("...i,il,...l->...", first, self.coefficients, second)
+        ndim = len(self.grids)
+        orders = (0,) * ndim if orders is None else tuple(orders)
+        rows = [self._rows(j, points[..., j], orders[j]) for j in range(ndim)]
+        letters = "ijk"[:ndim]
+        subscripts = ",".join(f"...{letter}" for letter in letters)
+        return jnp.einsum(f"{subscripts},{letters}->...", *rows, self.coefficients)
 
-    def on_grid(self, x1, x2, orders=(0, 0)):
-        """The same on the tensor grid x1 x x2, shape (len(x1), len(x2))."""
-        first = self._rows(0, x1, orders[0])
-        second = self._rows(1, x2, orders[1])
-        return first @ self.coefficients @ second.T
+    def on_grid(self, *axes, orders=None):
+        """The same on the tensor grid of the 1-D arrays ``axes``, shape
+        (len(x1), ..., len(xd))."""
+        orders = (0,) * len(axes) if orders is None else tuple(orders)
+        rows = [
+            self._rows(j, x, p)
+            for j, (x, p) in enumerate(zip(axes, orders, strict=True))
+        ]
+        return apply_along_axes(rows, self.coefficients)
 
     def __call__(self, points):
-        """The posterior mode $u$ at points of shape (..., 2)."""
-        return self.derivative(points, (0, 0))
+        """The posterior mode $u$ at points of shape (..., d)."""
+        return self.derivative(points)
 
 
 def initial_spectral_mixtures(source, boundary_values, num_components=4):
     """Per axis, ``initial_spectral_mixture`` of the magnitude spectrum of the
-    source along that axis (averaged over the other) plus that of the
-    boundary data on the two edges parallel to it, each normalised to its
-    peak: the boundary carries the frequencies when the source does not (pure
+    source along that axis (averaged over the others) plus that of the
+    boundary data on the faces parallel to it, each normalised to its peak:
+    the boundary carries the frequencies when the source does not (pure
     transport, homogeneous equations)."""
     kernels = []
-    for axis in range(2):
-        along = jnp.moveaxis(source, axis, -1)
-        edges = jnp.moveaxis(boundary_values, axis, -1)[jnp.array([0, -1])]
+    ndim = source.ndim
+    for axis in range(ndim):
+        n = source.shape[axis]
+        along = jnp.moveaxis(source, axis, -1).reshape(-1, n)
+        faces = []
+        for other in range(ndim):
+            if other != axis:
+                face = jnp.moveaxis(boundary_values, other, 0)[jnp.array([0, -1])]
+                # the face keeps ``axis`` at position axis - (other < axis) + 1
+                position = axis + 1 - (other < axis)
+                faces.append(jnp.moveaxis(face, position, -1).reshape(-1, n))
+        edges = jnp.concatenate(faces)
         total = 0.0
         for samples in (along, edges):
             # a full-amplitude sinusoid has a Hann-windowed peak of about
@@ -359,8 +398,8 @@ def initial_spectral_mixtures(source, boundary_values, num_components=4):
 
 def _box_negative_log_likelihood(kernels, values, nugget):
     r"""$\frac12 U^T K^{-1} U + \frac12 \log|K|$ for
-    $K = (K_1 + \sigma_1^2 I) \otimes (K_2 + \sigma_2^2 I)$ by one Cholesky
-    factor per axis ($\log|K| = n_2\log|K_1'| + n_1\log|K_2'|$), plus the
+    $K = \otimes_j (K_j + \sigma_j^2 I)$ by one Cholesky factor per axis
+    ($\log|K| = \sum_j (N / n_j)\log|K_j'|$), plus the
     Jeffreys prior on every factor's mixture weights."""
     whitened = values
     value = 0.0
@@ -371,8 +410,10 @@ def _box_negative_log_likelihood(kernels, values, nugget):
         covariance = covariance + nugget * scale * jnp.eye(n, dtype=values.dtype)
         factor = jnp.linalg.cholesky(covariance)
         moved = jnp.moveaxis(whitened, axis, 0)
-        solved = jax.scipy.linalg.solve_triangular(factor, moved, lower=True)
-        whitened = jnp.moveaxis(solved, 0, axis)
+        solved = jax.scipy.linalg.solve_triangular(
+            factor, moved.reshape(n, -1), lower=True
+        )
+        whitened = jnp.moveaxis(solved.reshape(moved.shape), 0, axis)
         others = values.size // n
         value = value + others * jnp.sum(jnp.log(jnp.diag(factor)))
         _, weights = kernel.spectrum()
@@ -389,19 +430,19 @@ def _centre_residual(equation, centres, kernels, coefficients, terms, lengths, s
         matrices = [
             _uniform_kernel_matrix(kernels[j], shape[j] - 1, shape[j], orders[j], 0.5)
             / lengths[j] ** orders[j]
-            for j in range(2)
+            for j in range(len(shape))
         ]
         return apply_along_axes(matrices, coefficients).reshape(-1)
 
-    args = [at_centres((0, 0))] + [at_centres(term) for term in terms]
-    residual = jax.vmap(equation)(centres.reshape(-1, 2), *args)
+    args = [at_centres((0,) * len(shape))] + [at_centres(term) for term in terms]
+    residual = jax.vmap(equation)(centres.reshape(-1, len(shape)), *args)
     return jnp.sqrt(jnp.mean(residual**2) / scale)
 
 
 def _residual_of_zero(equation, points, num_derivatives):
-    """F(x, 0, 0, ...) at every point of a (..., 2) array, flattened: minus
+    """F(x, 0, 0, ...) at every point of a (..., d) array, flattened: minus
     the source of a linear problem."""
-    flat = points.reshape(-1, 2)
+    flat = points.reshape(-1, points.shape[-1])
     zeros = [jnp.zeros(flat.shape[0], flat.dtype)] * (num_derivatives + 1)
     return jax.vmap(equation)(flat, *zeros)
 
@@ -413,8 +454,8 @@ def gp_solve_box(
     domain: Sequence[tuple[float, float]],
     num_points: Sequence[int],
     *,
-    derivatives: tuple[tuple[int, int], ...] = ((2, 0), (0, 2)),
-    kernels: tuple[AbstractStationaryKernel, AbstractStationaryKernel] | None = None,
+    derivatives: tuple[tuple[int, ...], ...] | None = None,
+    kernels: tuple[AbstractStationaryKernel, ...] | None = None,
     num_components: int = 4,
     precision: float | None = None,
     max_outer_steps: int = 10,
@@ -422,18 +463,19 @@ def gp_solve_box(
     learning_rate: float = 1e-2,
     newton_steps: int = 20,
     cg_steps: int = 100,
-    max_rank: int = 128,
+    max_rank: int | None = None,
     rtol: float = 0.0,
     throw: bool = True,
     dtype=None,
 ) -> GPBoxSolution:
-    r"""Solve $F(x, u, \partial^{p_1}u, \dots) = 0$ on a rectangle with u given
-    on its boundary, with a Gaussian-process prior on u whose product
-    covariance $k_1(x_1)k_2(x_2)$ has a learnt spectrum per axis.
+    r"""Solve $F(x, u, \partial^{p}u, \dots) = 0$ on a box in two or three
+    dimensions with u given on its boundary, with a Gaussian-process prior
+    on u whose product covariance $\prod_j k_j(x_j)$ has a learnt spectrum
+    per axis.
 
     The method of Fang, Wang, Zhe et al. (GP-HM) on a tensor grid, with an
     exact inner solve. The unknowns are whitened coefficients $\beta$,
-    $u = (U_1 \otimes U_2)\beta$ with $U_j = Q_j\Lambda_j^{1/2}$ from the
+    $u = (\otimes_j U_j)\beta$ with $U_j = Q_j\Lambda_j^{1/2}$ from the
     ``max_rank`` largest modes of $K_j = Q_j\Lambda_jQ_j^T$ (modes below
     1e-14 of the largest dropped); derivatives are
     $U_j^{(p)} = K_j^{(p)}Q_j\Lambda_j^{-1/2}$ per axis. The objective is
@@ -442,32 +484,34 @@ def gp_solve_box(
     with F collocated at every node. Its Gauss-Newton normal matrix with
     the coefficients of F frozen at their means is a sum of Kronecker
     products of per-axis $r_j \times r_j$ Gram matrices; it is assembled as
-    one dense $(r_1r_2)^2$ matrix and factored once per kernel (Cholesky),
-    which solves linear constant-coefficient problems in one step and
-    preconditions the conjugate-gradient solve of each Gauss-Newton step
-    otherwise. Nothing of the grid's size squared is formed: r is the
-    kernel's numerical rank (93 of 200 on Q2, 114 of 400 on Q1), so the
-    dense matrix is 1.3 GB at most in float64 with the default cap of 128.
-    The kernels are updated by Adam on the Kronecker marginal likelihood
-    (Jeffreys prior on the weights), an update kept only if it lowers the
-    residual at the cell centres.
+    one dense $(\prod_j r_j)^2$ matrix and factored once per kernel
+    (Cholesky), which solves linear constant-coefficient problems in one
+    step and preconditions the conjugate-gradient solve of each Gauss-Newton
+    step otherwise. Nothing of the grid's size squared is formed: r is the
+    kernel's numerical rank (93 of 200 on Q2, 114 of 400 on Q1), capped by
+    ``max_rank``. The kernels are updated by Adam on the Kronecker marginal
+    likelihood (Jeffreys prior on the weights), an update kept only if it
+    lowers the residual at the cell centres.
 
     Args:
-        equation: ``F(x, u, *derivatives)`` at one point, x of shape (2,),
+        equation: ``F(x, u, *derivatives)`` at one point, x of shape (d,),
             returning a scalar.
         boundary: ``g(x)`` giving the Dirichlet value at a point x of shape
-            (2,), or an (n1, n2) array whose boundary entries are used.
-        domain: ((a1, b1), (a2, b2)).
+            (d,), or an (n1, ..., nd) array whose boundary entries are used.
+        domain: ((a1, b1), (a2, b2)) or ((a1, b1), (a2, b2), (a3, b3)).
         num_points: nodes per axis, ends included.
-        derivatives: multi-indices $(p_1, p_2)$ passed to ``equation`` after
-            u, each order 0..4 (mixed ones allowed).
-        kernels: starting covariance factors on the unit interval; default
-            ``initial_spectral_mixtures`` of the source and boundary data.
+        derivatives: multi-indices $(p_1, \dots, p_d)$ passed to
+            ``equation`` after u, each order 0..4 (mixed ones allowed);
+            default the pure second derivatives (the Laplacian's terms).
+        kernels: starting covariance factors on the unit interval, one per
+            axis; default ``initial_spectral_mixtures`` of the source and
+            boundary data.
         num_components, precision, max_outer_steps, kernel_steps,
         learning_rate, newton_steps, rtol, throw: as ``gp_solve``.
         cg_steps: conjugate-gradient steps per Gauss-Newton step at most.
-        max_rank: modes per axis at most; the dense normal matrix has
-            ``min(n1, max_rank) * min(n2, max_rank)`` rows.
+        max_rank: modes per axis at most (default 128 in 2-D, 25 in 3-D);
+            the dense normal matrix has $\prod_j \min(n_j, \text{max\_rank})$
+            rows (16,384 at 128^2: 2.1 GB in float64).
             ``stats["rank_truncated"]`` says whether the cap cut modes above
             the cutoff (raise it where memory allows).
         dtype: float32 or float64 (default: JAX's default float).
@@ -475,13 +519,18 @@ def gp_solve_box(
     Returns:
         A ``GPBoxSolution``.
 
-    Accuracy (``benchmarks/gp_pde_box.py``, float64, starting kernel, no
-    kernel update): relative L2 3.6e-6 on Q1 (sin(100x) sin(100y), 400^2),
-    9.8e-8 on Q2 (200^2), 5.9e-6 on Allen-Cahn AC2, 3.6e-8 on space-time
-    transport ADV. float32 stays finite but is not accurate (the normal
-    equations square the conditioning). Nonlinear problems whose
-    linearisation is indefinite may stop at another stationary point of the
-    objective (the result then reports that Gauss-Newton did not converge).
+    Accuracy (``benchmarks/gp_pde_box.py``, float64, one H100, default
+    budget): relative L2 2.0e-8 on Q1 (sin(100x) sin(100y), 400^2), 6.4e-8 on
+    Q2 (200^2), 2.6e-8 on Allen-Cahn AC2, 3.9e-8 on space-time transport ADV;
+    in 3-D, 1.5e-6 on a smooth Poisson problem at 20^3 with
+    squared-exponential kernels (3.2e-6 at 16^3, tests). The starting
+    spectral mixture is read off the source's spectrum and is poor for
+    content below a few periods per axis on coarse grids (0.23 on
+    sin(2x) cos(y) at 20^2, 2.2e-4 at 30^2): pass ``kernels`` there. float32
+    stays finite but is not accurate (the normal equations square the
+    conditioning). Nonlinear problems whose linearisation is indefinite may
+    stop at another stationary point of the objective (the result then says
+    that Gauss-Newton did not converge).
 
     References:
         S. Fang, M. Wang, Z. Zhe et al., Solving High Frequency and Multi-Scale
@@ -490,11 +539,23 @@ def gp_solve_box(
         difference equations by tensor product methods, Numer. Math. 6 (1964)
         (fast diagonalisation).
     """
+    ndim = len(domain)
+    if derivatives is None:
+        derivatives = tuple(
+            tuple(2 if k == j else 0 for k in range(ndim)) for j in range(ndim)
+        )
     derivatives = tuple(tuple(term) for term in derivatives)
     num_points = tuple(num_points)
     check_box_inputs(
-        domain, num_points, derivatives, min_points=4, interval_solver="gp_solve"
+        domain,
+        num_points,
+        derivatives,
+        min_points=4,
+        interval_solver="gp_solve",
+        max_dims=3,
     )
+    if max_rank is None:
+        max_rank = _DEFAULT_MAX_RANK[ndim]
     dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
     grids = tuple(
         jnp.linspace(jnp.asarray(a, dtype), jnp.asarray(b, dtype), n)
@@ -527,7 +588,7 @@ def gp_solve_box(
             rank,
         )
 
-    centres = (points[1:, 1:] + points[:-1, :-1]) / 2
+    centres = (points[(slice(1, None),) * ndim] + points[(slice(None, -1),) * ndim]) / 2
     centre_source = _residual_of_zero(equation, centres, len(derivatives))
     scale = jnp.maximum(jnp.mean(centre_source**2), jnp.finfo(dtype).tiny)
 

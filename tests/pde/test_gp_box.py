@@ -160,13 +160,69 @@ def test_jit_and_vmap_over_boundary_data():
 def test_bad_input():
     with pytest.raises(ValueError, match="rectangle"):
         pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0),), (10, 10))
+    with pytest.raises(ValueError, match="more than 3 dimensions"):
+        pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0),) * 4, (10,) * 4)
+    with pytest.raises(ValueError, match="multi-indices with 3 orders"):
+        pde.gp_solve_box(
+            _poisson, _exact, ((0.0, 1.0),) * 3, (10,) * 3, derivatives=((2, 0),)
+        )
     with pytest.raises(ValueError, match="b > a"):
         pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0), (1.0, 0.0)), (10, 10))
-    with pytest.raises(ValueError, match="two ints"):
+    with pytest.raises(ValueError, match="2 ints >="):
         pde.gp_solve_box(_poisson, _exact, DOMAIN, (10,))
-    with pytest.raises(ValueError, match="multi-index|p1, p2"):
+    with pytest.raises(ValueError, match="multi-indices with 2 orders"):
         pde.gp_solve_box(_poisson, _exact, DOMAIN, (10, 10), derivatives=((0, 0),))
     with pytest.raises(ValueError, match="grid's shape"):
         pde.gp_solve_box(_poisson, jnp.zeros((3, 3)), DOMAIN, (10, 10))
     with pytest.raises(ValueError, match="gp_solve_box"):
         pde.gp_solve(lambda x, u, d: d, (0.0, 0.0), DOMAIN, 10)
+
+
+def _exact_3d(p):
+    return (
+        jnp.sin(2 * p[0]) * jnp.cos(p[1]) * jnp.sin(1.5 * p[2])
+        + 0.1 * p[0] * p[1] * p[2]
+    )
+
+
+def _laplacian_3d(p):
+    return jnp.trace(jax.hessian(_exact_3d)(p))
+
+
+def _poisson_3d(p, u, uxx, uyy, uzz):
+    return uxx + uyy + uzz - _laplacian_3d(p)
+
+
+def _allen_cahn_3d(p, u, uxx, uyy, uzz):
+    wave = _exact_3d(p)
+    return uxx + uyy + uzz + u * (u**2 - 1) - (_laplacian_3d(p) + wave * (wave**2 - 1))
+
+
+@pytest.mark.parametrize("equation", [_poisson_3d, _allen_cahn_3d])
+def test_three_dimensional_box(equation):
+    # 16^3 nodes, a squared-exponential kernel per axis: 4,096 whitened
+    # unknowns, the dense normal matrix in the kernel's rank
+    domain = ((0.0, np.pi), (0.0, 2.0), (0.0, 1.0))
+    kernel = pde.SquaredExponentialKernel(jnp.array(0.0), jnp.log(jnp.array(0.3)))
+    solution = pde.gp_solve_box(
+        equation,
+        _exact_3d,
+        domain,
+        (16, 16, 16),
+        kernels=(kernel,) * 3,
+        max_outer_steps=0,
+    )
+    assert solution.result == solvers.RESULTS.successful
+    assert solution.values.shape == (16, 16, 16)
+    axes = [jnp.linspace(a, b, 21) for a, b in domain]
+    points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+    truth = jax.vmap(_exact_3d)(points.reshape(-1, 3)).reshape(points.shape[:-1])
+    error = jnp.linalg.norm(solution.on_grid(*axes) - truth) / jnp.linalg.norm(truth)
+    assert float(error) < 1e-5
+    point = jnp.array([[1.0, 0.5, 0.3]])
+    np.testing.assert_allclose(solution(point), jax.vmap(_exact_3d)(point), atol=1e-5)
+    second = sum(
+        solution.derivative(point, orders)
+        for orders in ((2, 0, 0), (0, 2, 0), (0, 0, 2))
+    )
+    np.testing.assert_allclose(second, jax.vmap(_laplacian_3d)(point), atol=1e-3)
