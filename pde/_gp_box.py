@@ -210,10 +210,12 @@ def _fit_values(
     _, partials0 = linearise(jnp.zeros(basis_shape, dtype))
     operator_gram = _operator_gram(bases, [jnp.mean(p) for p in partials0])
     boundary_gram = _boundary_gram(values_basis)
-    kept = functools.reduce(
-        lambda a, b: (a[:, None] & b[None, :]).reshape(-1), [f.keep for f in factors]
+    num_kept = jnp.maximum(
+        functools.reduce(
+            lambda a, b: a * b, [jnp.sum(f.keep, dtype=dtype) for f in factors]
+        ),
+        1,
     )
-    num_kept = jnp.maximum(jnp.sum(kept, dtype=dtype), 1)
     # mean squared column norm over the modes in use: the weights balance
     # the three terms independently of the kernel's scale
     residual_weight = (
@@ -223,7 +225,7 @@ def _fit_values(
     )
     boundary_weight = precision * num_kept / jnp.trace(boundary_gram)
     normal_matrix = (
-        jnp.eye(kept.size, dtype=dtype)
+        jnp.eye(operator_gram.shape[0], dtype=dtype)
         + residual_weight * operator_gram
         + boundary_weight * boundary_gram
     )

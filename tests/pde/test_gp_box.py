@@ -41,23 +41,34 @@ def _relative_error(solution, exact=_exact):
 SMALL = dict(max_outer_steps=2, kernel_steps=10)
 
 
+def _high_frequency_poisson(wavenumber, points, check_points):
+    """sin(kx) sin(ky) on [0, 2 pi]^2 with the starting kernel: the solution,
+    its exact field and its relative L2 error on a check grid; asserts the
+    solve succeeded."""
+
+    def exact(p):
+        return jnp.sin(wavenumber * p[0]) * jnp.sin(wavenumber * p[1])
+
+    def poisson(p, u, uxx, uyy):
+        return uxx + uyy + 2 * wavenumber**2 * exact(p)
+
+    domain = ((0.0, 2 * np.pi), (0.0, 2 * np.pi))
+    solution = pde.gp_solve_box(
+        poisson, exact, domain, (points, points), max_outer_steps=0
+    )
+    assert solution.result == solvers.RESULTS.successful
+    axes = [jnp.linspace(0.0, 2 * np.pi, check_points)] * 2
+    grid = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
+    truth = jax.vmap(jax.vmap(exact))(grid)
+    error = jnp.linalg.norm(solution.on_grid(*axes) - truth) / jnp.linalg.norm(truth)
+    return solution, exact, float(error)
+
+
 def test_high_frequency_poisson_small():
     # sin(20x) sin(20y) at 80^2 in the default suite (measured 1.9e-5); the
     # paper's Q1 at 400^2 is the slow test below
-    def exact(p):
-        return jnp.sin(20 * p[0]) * jnp.sin(20 * p[1])
-
-    def poisson(p, u, uxx, uyy):
-        return uxx + uyy + 800 * exact(p)
-
-    domain = ((0.0, 2 * np.pi), (0.0, 2 * np.pi))
-    solution = pde.gp_solve_box(poisson, exact, domain, (80, 80), max_outer_steps=0)
-    assert solution.result == solvers.RESULTS.successful
-    axes = [jnp.linspace(0.0, 2 * np.pi, 401)] * 2
-    points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
-    truth = jax.vmap(jax.vmap(exact))(points)
-    error = jnp.linalg.norm(solution.on_grid(*axes) - truth) / jnp.linalg.norm(truth)
-    assert float(error) < 1e-4
+    solution, _, error = _high_frequency_poisson(20, 80, 401)
+    assert error < 1e-4
     assert int(solution.stats["num_cg_steps"]) <= int(
         solution.stats["num_newton_steps"]
     )
@@ -66,21 +77,9 @@ def test_high_frequency_poisson_small():
 @pytest.mark.slow
 def test_high_frequency_poisson_q1():
     # GP-HM's Q1: u = sin(100x) sin(100y) on [0, 2 pi]^2, 400^2 nodes; the
-    # issue's bar is 6.5e-5 and one solve with the starting kernel gives 3.6e-6
-    def exact(p):
-        return jnp.sin(100 * p[0]) * jnp.sin(100 * p[1])
-
-    def poisson(p, u, uxx, uyy):
-        return uxx + uyy + 2e4 * exact(p)
-
-    domain = ((0.0, 2 * np.pi), (0.0, 2 * np.pi))
-    solution = pde.gp_solve_box(poisson, exact, domain, (400, 400), max_outer_steps=0)
-    assert solution.result == solvers.RESULTS.successful
-    axes = [jnp.linspace(0.0, 2 * np.pi, 1001)] * 2
-    points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
-    truth = jax.vmap(jax.vmap(exact))(points)
-    error = jnp.linalg.norm(solution.on_grid(*axes) - truth) / jnp.linalg.norm(truth)
-    assert float(error) < 2e-5
+    # issue's bar is 6.5e-5
+    solution, exact, error = _high_frequency_poisson(100, 400, 1001)
+    assert error < 2e-5
     # the constant-coefficient principal part is inverted exactly: one CG
     # step per Gauss-Newton step
     assert int(solution.stats["num_cg_steps"]) <= int(
