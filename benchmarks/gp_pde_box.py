@@ -36,8 +36,8 @@ def _ac_factor(s):
     return jnp.sin(s) + 0.1 * jnp.sin(20 * s) + jnp.cos(100 * s)
 
 
-# name: (exact(p), domain, points per axis, kind, GP-HM's best, true frequencies
-# per axis in cycles per unit length)
+# name: (exact(p), domain, points per axis, kind, GP-HM's best, the true
+# frequencies of each axis in cycles per unit length)
 PROBLEMS = {
     "Q1": (
         lambda p: jnp.sin(100 * p[0]) * jnp.sin(100 * p[1]),
@@ -45,7 +45,7 @@ PROBLEMS = {
         400,
         "poisson",
         6.5e-5,
-        (100 / TWO_PI, 100 / TWO_PI),
+        ((100 / TWO_PI,), (100 / TWO_PI,)),
     ),
     "Q2": (
         lambda p: (
@@ -56,7 +56,7 @@ PROBLEMS = {
         200,
         "poisson",
         1.0e-3,
-        (26 / TWO_PI, 26 / TWO_PI),
+        ((14 / TWO_PI, 26 / TWO_PI), (14 / TWO_PI, 26 / TWO_PI)),
     ),
     "AC2": (
         lambda p: _ac_factor(p[0]) * _ac_factor(p[1]),
@@ -64,7 +64,7 @@ PROBLEMS = {
         200,
         "allen-cahn",
         2.6e-3,
-        (100 / TWO_PI, 100 / TWO_PI),
+        ((100 / TWO_PI,), (100 / TWO_PI,)),
     ),
     "ADV": (
         lambda p: jnp.sin(p[0] - 200 * p[1]),
@@ -72,7 +72,7 @@ PROBLEMS = {
         200,
         "advection",
         1.4e-4,
-        (1 / TWO_PI, 200 / TWO_PI),
+        ((1 / TWO_PI,), (200 / TWO_PI,)),
     ),
 }
 
@@ -138,14 +138,15 @@ def relative_error(solution, exact, domain, num_eval=1001):
 
 
 def dominant_frequency_error(solution, true_frequencies):
-    """Largest relative distance, over axes, from the true dominant frequency
-    to the nearest learnt component with nonzero weight."""
+    """Largest relative distance, over axes and their true dominant
+    frequencies, to the nearest reported component with nonzero weight."""
     worst = 0.0
-    for frequencies, weights, true in zip(
+    for frequencies, weights, trues in zip(
         solution.frequencies, solution.weights, true_frequencies, strict=True
     ):
         live = np.asarray(frequencies)[np.asarray(weights) > 0]
-        worst = max(worst, float(np.min(np.abs(live - true)) / true))
+        for true in trues:
+            worst = max(worst, float(np.min(np.abs(live - true)) / true))
     return worst
 
 

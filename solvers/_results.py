@@ -30,3 +30,9 @@ class RESULTS(eqx.Enumeration):
         "the solution. Increase max_steps, start from a better initial guess, or "
         "use more points if the solution is not resolved."
     )
+    residual_above_rtol = (
+        "The kernel updates ran out before the PDE residual between the nodes "
+        "fell below rtol (stats['residual_norm']): the kernel may not be able "
+        "to represent the solution. Pass other kernels, more points or more "
+        "outer steps."
+    )
