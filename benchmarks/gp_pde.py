@@ -62,8 +62,7 @@ def kernel_step_seconds(
             state,
             static,
             lambda k: likelihood(k, target, nugget),
-            rate,
-            num_steps,
+            jnp.full(num_steps, rate),
         )
 
     jax.block_until_ready(run(parameters, state))

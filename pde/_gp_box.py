@@ -22,7 +22,6 @@ from ._gp_kernels import AbstractStationaryKernel
 from ._gp_solve import (
     _DEFAULT_PRECISION,
     _LIKELIHOOD_NUGGET,
-    SPECTRUM_NUGGET,
     _alternate,
     _astype,
     _result_and_stats,
@@ -627,12 +626,7 @@ def gp_solve_box(
     )
     values, coefficients, steps, converged, cg_total, truncated = best
     likelihood_kernels = fit_spectrum(
-        kernels,
-        values,
-        lambda k, target: _box_negative_log_likelihood(
-            k, target, SPECTRUM_NUGGET[dtype]
-        ),
-        spectrum_steps,
+        kernels, values, _box_negative_log_likelihood, spectrum_steps
     )
     spectra = [
         reported_spectrum(kernel, length)

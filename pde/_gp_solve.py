@@ -338,12 +338,12 @@ def _negative_log_likelihood(kernel, values, nugget):
     return value + jnp.sum(jnp.log(weights))
 
 
-def _kernel_steps(parameters, optimiser_state, static, loss, rate, num_steps):
-    """``num_steps`` Adam steps (learning rate scaled by ``rate``) on
-    ``loss(kernel)``, the kernel being ``eqx.combine(parameters, static)``."""
+def _kernel_steps(parameters, optimiser_state, static, loss, rates):
+    """One Adam step on ``loss(kernel)`` per entry of ``rates`` (that step's
+    learning rate), the kernel being ``eqx.combine(parameters, static)``."""
     optimiser = optax.adam(1.0)
 
-    def step(state, _):
+    def step(state, rate):
         p, s = state
         gradient = jax.grad(lambda q: loss(eqx.combine(q, static)))(p)
         # optax mixes its int32 step count with floats
@@ -353,7 +353,7 @@ def _kernel_steps(parameters, optimiser_state, static, loss, rate, num_steps):
         return (_floor_weights(optax.apply_updates(p, updates)), s), None
 
     (parameters, optimiser_state), _ = lax.scan(
-        step, (parameters, optimiser_state), None, length=num_steps
+        step, (parameters, optimiser_state), rates
     )
     return parameters, optimiser_state
 
@@ -372,32 +372,29 @@ _SPECTRUM_LEARNING_RATE = 2e-2
 # dimensions the nugget of the Kronecker covariance is only nugget^d in the
 # modes that are small along every axis: with the solve's 1e-10 the error
 # there dominates the fit (Q1's frequency stays 2.6e-4 off; 2e-7 with 1e-6).
-SPECTRUM_NUGGET = {jnp.dtype("float64"): 1e-6, jnp.dtype("float32"): 1e-4}
+_SPECTRUM_NUGGET = {jnp.dtype("float64"): 1e-6, jnp.dtype("float32"): 1e-4}
 
 
 def fit_spectrum(kernel, values, likelihood, num_steps):
     """The kernel after ``num_steps`` Adam steps (cosine-decayed from
     2e-2 so that the last iterate has settled) on ``likelihood(kernel,
-    normalised values)``: the maximum-likelihood spectrum of the final
-    solution. The outer loop keeps a kernel only when it lowers the PDE
-    residual, which stops falling once the solve is at rounding level, so
-    its kernel's frequencies stay where the first accepted updates left
-    them (3.9e-4 off on Q1); the values themselves pin the frequencies."""
+    normalised values, nugget)`` with the nugget ``_SPECTRUM_NUGGET``: the
+    maximum-likelihood spectrum of the final solution. The outer loop keeps
+    a kernel only when it lowers the PDE residual, which stops falling once
+    the solve is at rounding level, so its kernel's frequencies stay where
+    the first accepted updates left them (3.9e-4 off on Q1); the values
+    themselves pin the frequencies."""
     parameters, static = eqx.partition(kernel, eqx.is_inexact_array)
-    optimiser = optax.adam(
-        optax.cosine_decay_schedule(_SPECTRUM_LEARNING_RATE, max(num_steps, 1))
-    )
     target = _normalised(values)
-
-    def step(state, _):
-        p, s = state
-        gradient = jax.grad(lambda q: likelihood(eqx.combine(q, static), target))(p)
-        with jax.numpy_dtype_promotion("standard"):
-            updates, s = optimiser.update(gradient, s, p)
-        return (_floor_weights(optax.apply_updates(p, updates)), s), None
-
-    (parameters, _), _ = lax.scan(
-        step, (parameters, optimiser.init(parameters)), None, length=num_steps
+    nugget = _SPECTRUM_NUGGET[jnp.dtype(values.dtype)]
+    progress = jnp.arange(num_steps, dtype=values.dtype) / max(num_steps, 1)
+    rates = _SPECTRUM_LEARNING_RATE * 0.5 * (1 + jnp.cos(jnp.pi * progress))
+    parameters, _ = _kernel_steps(
+        parameters,
+        optax.adam(1.0).init(parameters),
+        static,
+        lambda k: likelihood(k, target, nugget),
+        rates,
     )
     return eqx.combine(parameters, static)
 
@@ -433,8 +430,7 @@ def _alternate(
             opt_state,
             static,
             lambda k: likelihood(k, target),
-            rate,
-            kernel_steps,
+            jnp.full(kernel_steps, rate),
         )
         trial_kernel = eqx.combine(trial_params, static)
         trial = solve(trial_kernel)
@@ -611,12 +607,7 @@ def gp_solve(
     )
     values, coefficients, steps, converged = best
     likelihood_kernel = fit_spectrum(
-        kernel,
-        values,
-        lambda k, target: _negative_log_likelihood(
-            k, target, SPECTRUM_NUGGET[jnp.dtype(dtype)]
-        ),
-        spectrum_steps,
+        kernel, values, _negative_log_likelihood, spectrum_steps
     )
     frequencies, weights = reported_spectrum(likelihood_kernel, length)
     values, result, stats = _result_and_stats(
