@@ -97,7 +97,10 @@ def test_matern_kernel_any_order(nu):
 
 def test_float32_is_finite_and_close():
     boundary = tuple(np.float32(b) for b in BOUNDARY)
-    solution = pde.gp_solve(_poisson, boundary, DOMAIN, 120, **SMALL)
+    # a short spectrum fit: enough to show it stays finite in float32
+    solution = pde.gp_solve(
+        _poisson, boundary, DOMAIN, 120, spectrum_steps=100, **SMALL
+    )
     assert solution.values.dtype == jnp.float32
     assert jnp.all(jnp.isfinite(solution.values))
     assert _relative_error(solution, jnp.float32) < 0.1
