@@ -14,6 +14,12 @@ training's count, at a seed never used in training (out of distribution).
 Float64 systems (the network runs in float32 inside), right-hand side
 random on the fluid cells. The last
 column block reports one network call in matvecs (time ratio).
+
+Methods (``--methods``): CG, Jacobi-PCG, MG-PCG (``solvers.Multigrid``),
+"learned" (the network alone, ``pretrained_network(ndim)``) and
+"learned+MG" (``preconditioner_steps=True`` with a multigrid step after
+every network step, ``pretrained_network(ndim, multigrid=True)``; one of
+its iterations is a network call, a V-cycle and two matvecs).
 """
 
 import argparse
@@ -37,6 +43,33 @@ PROBLEMS = {
 }
 
 
+def _cg(network, max_steps):
+    return solvers.CG(rtol=1e-6, atol=0.0, max_steps=max_steps)
+
+
+METHODS = {
+    "CG": (_cg, None),
+    "Jacobi-PCG": (_cg, solvers.Jacobi()),
+    "MG-PCG": (_cg, solvers.Multigrid()),
+    "learned": (
+        lambda network, max_steps: solvers.LearnedConjugateDirections(
+            network, rtol=1e-6, atol=0.0, max_steps=max_steps
+        ),
+        None,
+    ),
+    "learned+MG": (
+        lambda network, max_steps: solvers.LearnedConjugateDirections(
+            network,
+            rtol=1e-6,
+            atol=0.0,
+            max_steps=max_steps,
+            preconditioner_steps=True,
+        ),
+        solvers.Multigrid(),
+    ),
+}
+
+
 def timed(function, *args):
     jax.block_until_ready(function(*args))
     start = time.perf_counter()
@@ -55,39 +88,37 @@ def main():
     parser.add_argument("--ndim", type=int, choices=(2, 3), default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument(
         "--weights",
         default=None,
-        help="network file (save_network) to measure instead of the shipped one",
+        help="network file (save_network) for 'learned' instead of the shipped one",
+    )
+    parser.add_argument(
+        "--multigrid-weights",
+        default=None,
+        help="network file for 'learned+MG' instead of the shipped one",
     )
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"# python {' '.join(sys.argv)}")
     print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
-    if args.weights:
-        network = solvers.load_network(args.weights)
-    else:
-        network = solvers.pretrained_network(args.ndim)
-    methods = {
-        "CG": (lambda: solvers.CG(rtol=1e-6, atol=0.0, max_steps=args.max_steps), None),
-        "Jacobi-PCG": (
-            lambda: solvers.CG(rtol=1e-6, atol=0.0, max_steps=args.max_steps),
-            solvers.Jacobi(),
-        ),
-        "MG-PCG": (
-            lambda: solvers.CG(rtol=1e-6, atol=0.0, max_steps=args.max_steps),
-            solvers.Multigrid(),
-        ),
-        "learned": (
-            lambda: solvers.LearnedConjugateDirections(
-                network, rtol=1e-6, atol=0.0, max_steps=args.max_steps
-            ),
-            None,
-        ),
-    }
+    networks = {}
+    if "learned" in args.methods:
+        networks["learned"] = (
+            solvers.load_network(args.weights)
+            if args.weights
+            else solvers.pretrained_network(args.ndim)
+        )
+    if "learned+MG" in args.methods:
+        networks["learned+MG"] = (
+            solvers.load_network(args.multigrid_weights)
+            if args.multigrid_weights
+            else solvers.pretrained_network(args.ndim, multigrid=True)
+        )
     print(
-        f"{'problem':12} {'grid':>9} {'method':10} {'it 1e-4':>7} {'it 1e-6':>7} "
+        f"{'problem':12} {'grid':>11} {'method':10} {'it 1e-4':>7} {'it 1e-6':>7} "
         f"{'seconds':>8} {'vs CG':>6} {'fallbacks':>9} {'net/matvec':>10}"
     )
     for size in args.sizes:
@@ -102,35 +133,42 @@ def main():
             b = jax.random.normal(jax.random.key(1), (operator.shape[0],), jnp.float64)
             b = b * operator.fluid.reshape(-1)
             b_norm = jnp.linalg.norm(b)
-            _, matvec_seconds = timed(jax.jit(lambda v, a=operator: a.mv(v)), b)
-            _, network_seconds = timed(
-                jax.jit(lambda r, s=shape, c=cells: network(r.reshape(s), c)), b
-            )
+            _, matvec_seconds = timed(jax.jit(lambda a, v: a.mv(v)), operator, b)
             cg_seconds = None
-            for method, (make, preconditioner) in methods.items():
+            for method in args.methods:
+                network = networks.get(method)
+                make, preconditioner = METHODS[method]
+                solver = make(network, args.max_steps)
 
+                # the operator is an argument, not a constant: XLA would
+                # otherwise fold the multigrid setup on a 256^3 constant
                 @jax.jit
-                def run(b, make=make, preconditioner=preconditioner, a=operator):
+                def run(a, b, solver=solver, preconditioner=preconditioner):
                     solution = solvers.solve(
-                        a, b, make(), preconditioner=preconditioner, throw=False
+                        a, b, solver, preconditioner=preconditioner, throw=False
                     )
                     return solution.stats, solution.result
 
-                (stats, result), seconds = timed(run, b)
+                (stats, result), seconds = timed(run, operator, b)
                 history = stats["residual_history"]
                 counts = [iterations_to(history, b_norm, t) for t in TOLERANCES]
-                cg_seconds = cg_seconds or seconds
+                if method == "CG":
+                    cg_seconds = seconds
                 fallbacks = stats.get("num_fallbacks")
                 flag = "" if result == solvers.RESULTS.successful else " (failed)"
-                ratio = (
-                    f"{network_seconds / matvec_seconds:10.1f}"
-                    if method == "learned"
-                    else f"{'':10}"
-                )
+                ratio = f"{'':10}"
+                if network is not None:
+                    _, network_seconds = timed(
+                        jax.jit(lambda n, r, c: n(r.reshape(c.shape), c)),
+                        network,
+                        b,
+                        cells,
+                    )
+                    ratio = f"{network_seconds / matvec_seconds:10.1f}"
+                versus = f"{seconds / cg_seconds:6.2f}" if cg_seconds else f"{'':6}"
                 print(
-                    f"{name:12} {'x'.join(map(str, shape)):>9} {method:10} "
-                    f"{counts[0]:7d} {counts[1]:7d} {seconds:8.3f} "
-                    f"{seconds / cg_seconds:6.2f} "
+                    f"{name:12} {'x'.join(map(str, shape)):>11} {method:10} "
+                    f"{counts[0]:7d} {counts[1]:7d} {seconds:8.3f} {versus} "
                     f"{'' if fallbacks is None else int(fallbacks):>9} {ratio}{flag}",
                     flush=True,
                 )

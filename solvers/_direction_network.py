@@ -54,7 +54,15 @@ class ConjugateDirectionNetwork(eqx.Module):
     convolutions; then ``levels`` times 2x average pooling, each followed by
     a residual pair (two at the coarsest level); back up by nearest-neighbour
     upsampling added to the skip connection of each level, each followed by
-    a residual pair; a convolution back to one channel. ``levels=1`` is
+    a residual pair; a convolution back to one channel. With
+    ``full_resolution=False`` the finest grid keeps only the two
+    convolutions to and from one channel, and every residual pair runs on
+    the grid coarsened at least once: a channels x channels convolution is
+    about 16x the flops of either one-channel convolution, so this network
+    costs about 6x less per cell (the full-resolution pairs are 90% of its
+    flops); it is meant to be paired with a multigrid step
+    (``LearnedConjugateDirections(preconditioner_steps=True)``), which
+    handles the finest scales. ``levels=1`` is
     Kaneda et al.'s architecture; more levels reach further (the inverse
     of a Laplacian is global, a 3x3 stack of one level sees about 30 cells).
     Fully
@@ -74,8 +82,9 @@ class ConjugateDirectionNetwork(eqx.Module):
     channels: int = eqx.field(static=True)
     cell_types: bool = eqx.field(static=True)
     levels: int = eqx.field(static=True)
+    full_resolution: bool = eqx.field(static=True)
     lift: eqx.nn.Conv
-    fine_in: _ResidualPair
+    fine_in: _ResidualPair | None
     down: tuple[_ResidualPair, ...]
     bottom: _ResidualPair
     up: tuple[_ResidualPair, ...]
@@ -88,6 +97,7 @@ class ConjugateDirectionNetwork(eqx.Module):
         channels: int = 16,
         cell_types=False,
         levels: int = 4,
+        full_resolution: bool = True,
         dtype=jnp.float32,
         key,
     ):
@@ -103,6 +113,7 @@ class ConjugateDirectionNetwork(eqx.Module):
             )
         self.cell_types = bool(cell_types)
         self.levels = levels
+        self.full_resolution = bool(full_resolution)
         keys = list(jax.random.split(key, 4 + 2 * levels))
         inputs = 4 if cell_types else 1
         conv = dict(padding=1, dtype=dtype)
@@ -112,10 +123,12 @@ class ConjugateDirectionNetwork(eqx.Module):
         def pair():
             return _ResidualPair(ndim, channels, dtype, keys.pop())
 
-        self.fine_in = pair()
+        self.fine_in = pair() if full_resolution else None
         self.down = tuple(pair() for _ in range(levels))
         self.bottom = pair()
-        self.up = tuple(pair() for _ in range(levels))
+        self.up = tuple(
+            pair() for _ in range(levels if full_resolution else levels - 1)
+        )
 
     @property
     def dtype(self):
@@ -133,12 +146,21 @@ class ConjugateDirectionNetwork(eqx.Module):
                 raise ValueError("this network reads cell types: pass cell_types.")
             one_hot = jax.nn.one_hot(cell_types, 3, axis=0, dtype=self.dtype)
             x = jnp.concatenate([x, one_hot])
-        skips = [self.fine_in(self.lift(x))]
+        finest = self.lift(x)
+        if self.full_resolution:
+            finest = self.fine_in(finest)
+        skips = [finest]
         for pair in self.down:
             skips.append(pair(_pool(skips[-1], self.ndim)))
         y = self.bottom(skips[-1])
-        for pair, skip in zip(self.up[::-1], skips[-2::-1], strict=True):
+        # up[i] serves level i (i >= 1 when the finest level has no pairs)
+        middle = self.up[1:] if self.full_resolution else self.up
+        for pair, skip in zip(middle[::-1], skips[-2:0:-1], strict=True):
             y = pair(skip + _upsample(y, skip.shape[1:]))
+        if self.full_resolution:
+            y = self.up[0](finest + _upsample(y, finest.shape[1:]))
+        else:
+            y = finest + _upsample(y, finest.shape[1:])
         return self.project(jax.nn.relu(y))[0]
 
 
@@ -148,6 +170,7 @@ def _hyperparameters(network):
         "channels": network.channels,
         "cell_types": network.cell_types,
         "levels": network.levels,
+        "full_resolution": network.full_resolution,
         "dtype": jnp.dtype(network.dtype).name,
     }
 
@@ -181,23 +204,34 @@ def load_network(path) -> ConjugateDirectionNetwork:
             channels=hyperparameters["channels"],
             cell_types=hyperparameters["cell_types"],
             levels=hyperparameters["levels"],
+            full_resolution=hyperparameters.get("full_resolution", True),
             dtype=jnp.dtype(hyperparameters["dtype"]),
             key=jax.random.key(0),
         )
         return eqx.tree_deserialise_leaves(file, like)
 
 
-def pretrained_network(ndim: int) -> ConjugateDirectionNetwork:
-    """The shipped weights for 2-D or 3-D pressure problems
-    (``solvers/weights/conjugate_directions_{ndim}d.eqx``), reproduced by
-    ``examples/train_learned_cg.py``."""
+def pretrained_network(ndim: int, multigrid: bool = False) -> ConjugateDirectionNetwork:
+    """The shipped weights for 2-D or 3-D pressure problems, reproduced by
+    ``examples/train_learned_cg.py``.
+
+    ``multigrid=False``: the network trained to work alone
+    (``solvers/weights/conjugate_directions_{ndim}d.eqx``).
+    ``multigrid=True``: the cheaper network without full-resolution pairs
+    (``conjugate_directions_{ndim}d_multigrid.eqx``), trained alone in the
+    same way, to be used with
+    ``LearnedConjugateDirections(preconditioner_steps=True)`` and
+    ``solve(..., preconditioner=solvers.Multigrid())``: the V-cycle takes
+    the finest scales that the network no longer resolves."""
     if ndim not in (2, 3):
         raise ValueError(f"pretrained_network: ndim must be 2 or 3, got {ndim}.")
-    name = f"conjugate_directions_{ndim}d.eqx"
+    suffix = "_multigrid" if multigrid else ""
+    name = f"conjugate_directions_{ndim}d{suffix}.eqx"
     path = Path(str(resources.files("solvers") / "weights" / name))
     if not path.exists():
+        flag = " --no-full-resolution" if multigrid else ""
         raise FileNotFoundError(
             f"the shipped {ndim}-D weights ({path}) are missing; train them with "
-            f"{TRAINING_SCRIPT} --ndim {ndim}."
+            f"{TRAINING_SCRIPT} --ndim {ndim}{flag}."
         )
     return load_network(path)

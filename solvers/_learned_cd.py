@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from ._direction_network import ConjugateDirectionNetwork
+from ._preconditioner import identity
 from ._results import RESULTS
 from ._solver import (
     AbstractLinearSolver,
@@ -77,6 +78,17 @@ class LearnedConjugateDirections(AbstractLinearSolver):
         max_steps: iteration limit.
         num_orthogonal: how many previous directions each new one is made
             A-orthogonal to (the paper keeps 2).
+        preconditioner_steps: after each network step, a second step along
+            the preconditioned residual $Mr$ (A-orthogonalised and line
+            searched in the same way), with M the preconditioner given to
+            ``solve``, which is then required. With ``solvers.Multigrid()``
+            the two steps complement each other: the V-cycle removes the
+            smooth and the finest error components on any grid, the network
+            what the V-cycle leaves near obstacles. With
+            ``pretrained_network(3, multigrid=True)`` at 256^3 (box and
+            obstacles): 10-14 iterations to 1e-4 and 21-27 to 1e-6 against
+            multigrid-PCG's 36-43 / 52-66; free surfaces are its weak case
+            (30 / 76 against 34 / 50; ``benchmarks/RESULTS.md``).
 
     References:
         A. Kaneda, O. Akar, J. Chen, V. A. T. Kala, D. Hyde, J. Teran, "A Deep
@@ -89,6 +101,7 @@ class LearnedConjugateDirections(AbstractLinearSolver):
     atol: float
     max_steps: int
     num_orthogonal: int = eqx.field(default=2, static=True)
+    preconditioner_steps: bool = eqx.field(default=False, static=True)
     grid_shape: tuple[int, ...] | None = eqx.field(default=None, static=True)
     cell_types: Int[Array, "..."] | None = None
     fluid: Float[Array, "..."] | None = None
@@ -143,6 +156,12 @@ class LearnedConjugateDirections(AbstractLinearSolver):
         )
 
     def compute(self, operator, b, x0, preconditioner, state, unrolled):
+        if self.preconditioner_steps and preconditioner is identity:
+            raise ValueError(
+                "LearnedConjugateDirections(preconditioner_steps=True) steps along "
+                "M r: pass a preconditioner to solve, e.g. "
+                "solve(..., preconditioner=solvers.Multigrid())."
+            )
         if self.grid_shape is None:
             self = self.bind(operator)
         grid, cell_types = self.grid_shape, self.cell_types
@@ -180,31 +199,58 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             step, done = carry[5], carry[8]
             return (~done) & (step < self.max_steps)
 
+        def step_along(d, x, r, kept, images, curvatures, zero_is_empty=False):
+            """One conjugate-direction step: d made A-orthogonal to the kept
+            directions, then the exact energy line search along it. With
+            ``zero_is_empty`` a direction of zero curvature (M r = 0 once r
+            is 0) is no step rather than a breakdown, and is kept as an
+            inert row."""
+            d = a_orthogonalise(d, kept, images, curvatures)
+            ad = operator.mv(d)
+            curvature = dot(d, ad)
+            if zero_is_empty:
+                empty = curvature == 0
+                kept_curvature = jnp.where(empty, 1, curvature)
+                alpha = jnp.where(empty, 0, dot(d, r) / kept_curvature)
+            else:
+                kept_curvature = curvature
+                alpha = dot(d, r) / curvature
+            x, r = x + alpha * d, r - alpha * ad
+            kept, images, curvatures = remember(
+                d, ad, kept_curvature, kept, images, curvatures
+            )
+            return (x, r, kept, images, curvatures), alpha, curvature
+
         def body(carry):
             x, r, kept, images, curvatures, step, matvecs, fallbacks = carry[:8]
             history = carry[10]
             d, useless = propose(r)
-            d = a_orthogonalise(d, kept, images, curvatures)
-            ad = operator.mv(d)
-            curvature = dot(d, ad)
-            alpha = dot(d, r) / curvature
-            x = x + alpha * d
-            r = r - alpha * ad
+            state, alpha, curvature = step_along(d, x, r, kept, images, curvatures)
+            broke = ~(curvature > 0)
+            finite = jnp.isfinite(alpha)
+            if self.preconditioner_steps:
+                state, alpha, curvature = step_along(
+                    preconditioner(state[1]) * mask, *state, zero_is_empty=True
+                )
+                broke = broke | (curvature < 0)
+                finite = finite & jnp.isfinite(alpha)
+            x, r, kept, images, curvatures = state
             r_norm = norm(r)
             history = history.at[step].set(r_norm)
             proposed = r_norm <= limit
             true_r = jnp.where(proposed, b - operator.mv(x), r)
-            matvecs = matvecs + 1 + proposed.astype(matvecs.dtype)
+            matvecs = (
+                matvecs
+                + 1
+                + int(self.preconditioner_steps)
+                + proposed.astype(matvecs.dtype)
+            )
             converged = proposed & (norm(true_r) <= limit)
-            broke = ~(curvature > 0)
-            finite = jnp.isfinite(r_norm) & jnp.isfinite(alpha)
+            finite = finite & jnp.isfinite(r_norm)
             result = RESULTS.where(
                 ~finite,
                 RESULTS.nonfinite,
                 RESULTS.where(broke, RESULTS.breakdown, RESULTS.successful),
-            )
-            kept, images, curvatures = remember(
-                d, ad, curvature, kept, images, curvatures
             )
             return (
                 x,
