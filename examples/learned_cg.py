@@ -1,5 +1,6 @@
 """Solve pressure Poisson systems with the learned conjugate-direction solver
-and the shipped weights, next to conjugate gradients.
+and the shipped weights, alone and with a multigrid step after every network
+step, next to conjugate gradients and multigrid-PCG.
 
     python examples/learned_cg.py
     python examples/learned_cg.py --ndim 3 --size 64
@@ -7,7 +8,7 @@ and the shipped weights, next to conjugate gradients.
 For each problem kind (fluid in an open box, with obstacles, under a free
 surface) one random right-hand side is solved to a relative residual of
 1e-6 in float64 (the network itself runs in float32); printed: iterations,
-fallback steps and wall time of both solvers. examples/train_learned_cg.py
+fallback steps and wall time of each solver. examples/train_learned_cg.py
 retrains the weights.
 """
 
@@ -23,22 +24,43 @@ import pde
 import solvers
 
 
-def compare(kind, shape, network, seed=3, rtol=1e-6):
+def compare(kind, shape, network, multigrid_network, seed=3, rtol=1e-6):
     """{method: (iterations, fallbacks, seconds of a compiled solve, relative
     residual)} for one problem."""
     cells = pde.pressure_cells(kind, shape, jax.random.key(seed))
     operator = pde.PressureOperator(cells)
     b = jax.random.normal(jax.random.key(seed + 1), (operator.shape[0],))
     b = b * operator.fluid.reshape(-1)
+    cg = solvers.CG(rtol=rtol, atol=0.0, max_steps=5000)
     methods = {
-        "learned": solvers.LearnedConjugateDirections(
-            network, rtol=rtol, atol=0.0, max_steps=2000
+        "learned": (
+            solvers.LearnedConjugateDirections(
+                network, rtol=rtol, atol=0.0, max_steps=2000
+            ),
+            None,
         ),
-        "CG": solvers.CG(rtol=rtol, atol=0.0, max_steps=5000),
+        # every iteration: a step along the network's direction, then one
+        # along the V-cycle's M r
+        "learned+MG": (
+            solvers.LearnedConjugateDirections(
+                multigrid_network,
+                rtol=rtol,
+                atol=0.0,
+                max_steps=2000,
+                preconditioner_steps=True,
+            ),
+            solvers.Multigrid(),
+        ),
+        "CG": (cg, None),
+        "MG-PCG": (cg, solvers.Multigrid()),
     }
     rows = {}
-    for name, solver in methods.items():
-        run = jax.jit(lambda b, s=solver: solvers.solve(operator, b, s, throw=False))
+    for name, (solver, preconditioner) in methods.items():
+        run = jax.jit(
+            lambda b, s=solver, m=preconditioner: solvers.solve(
+                operator, b, s, preconditioner=m, throw=False
+            )
+        )
         jax.block_until_ready(run(b).value)
         start = time.perf_counter()
         solution = run(b)
@@ -60,14 +82,15 @@ def main():
     parser.add_argument("--size", type=int, default=64)
     args = parser.parse_args()
     network = solvers.pretrained_network(args.ndim)
+    multigrid_network = solvers.pretrained_network(args.ndim, multigrid=True)
     shape = (args.size,) * args.ndim
     print(f"pressure Poisson on {'x'.join(map(str, shape))}, relative residual 1e-6")
     for kind in ("box", "obstacles", "free-surface"):
         for name, (steps, fallbacks, seconds, residual) in compare(
-            kind, shape, network
+            kind, shape, network, multigrid_network
         ).items():
             print(
-                f"  {kind:12} {name:8} {steps:5d} iterations ({fallbacks} fallbacks), "
+                f"  {kind:12} {name:10} {steps:5d} iterations ({fallbacks} fallbacks), "
                 f"{seconds:.3f} s, residual {residual:.1e}"
             )
 

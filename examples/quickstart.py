@@ -19,7 +19,8 @@
    that learns its spectrum, against the Chebyshev reference
    (examples/gp_high_frequency.py has the other problems and a plot).
 7. A 2-D pressure Poisson system with obstacles solved by the learned
-   conjugate-direction solver with the shipped weights, next to CG
+   conjugate-direction solver with the shipped weights, alone and with a
+   multigrid step after each network step, next to CG and multigrid-PCG
    (examples/learned_cg.py has the other problem kinds and 3-D).
 Runs in about three minutes on 2 CPU cores.
 """
@@ -172,11 +173,19 @@ def high_frequency_gp():
 
 
 def learned_conjugate_directions():
-    print("7. pressure Poisson with obstacles, 40 x 40: learned directions vs CG")
-    rows = learned_cg.compare("obstacles", (40, 40), solvers.pretrained_network(2))
+    print(
+        "7. pressure Poisson with obstacles, 40 x 40: learned directions (alone "
+        "and with multigrid steps) vs CG and multigrid-PCG"
+    )
+    rows = learned_cg.compare(
+        "obstacles",
+        (40, 40),
+        solvers.pretrained_network(2),
+        solvers.pretrained_network(2, multigrid=True),
+    )
     for name, (steps, fallbacks, seconds, residual) in rows.items():
         print(
-            f"   {name:8} {steps:4d} iterations ({fallbacks} fallbacks), "
+            f"   {name:10} {steps:4d} iterations ({fallbacks} fallbacks), "
             f"{seconds:.3f} s, relative residual {residual:.1e}"
         )
 
