@@ -18,11 +18,13 @@ column block reports one network call in matvecs (time ratio).
 Methods (``--methods``): CG, Jacobi-PCG, MG-PCG (``solvers.Multigrid``),
 "learned" (the network alone, ``pretrained_network(ndim)``) and
 "learned+MG" (``preconditioner_steps=True`` with a multigrid step after
-every network step, ``pretrained_network(ndim, multigrid=True)``; one of
-its iterations is a network call, a V-cycle and two matvecs).
+every network step, ``pretrained_network(ndim, multigrid=True)``, each
+direction A-orthogonalised against the last 8; one of its iterations is a
+network call, a V-cycle and two matvecs).
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -63,6 +65,7 @@ METHODS = {
             rtol=1e-6,
             atol=0.0,
             max_steps=max_steps,
+            num_orthogonal=8,
             preconditioner_steps=True,
         ),
         solvers.Multigrid(),
@@ -90,6 +93,13 @@ def main():
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--max-steps", type=int, default=3000)
+    parser.add_argument(
+        "--num-orthogonal",
+        type=int,
+        default=None,
+        help="previous directions each new one is A-orthogonalised against "
+        "(default: 2 for learned, 8 for learned+MG)",
+    )
     parser.add_argument(
         "--weights",
         default=None,
@@ -139,6 +149,10 @@ def main():
                 network = networks.get(method)
                 make, preconditioner = METHODS[method]
                 solver = make(network, args.max_steps)
+                if network is not None and args.num_orthogonal is not None:
+                    solver = dataclasses.replace(
+                        solver, num_orthogonal=args.num_orthogonal
+                    )
 
                 # the operator is an argument, not a constant: XLA would
                 # otherwise fold the multigrid setup on a 256^3 constant

@@ -47,6 +47,7 @@ def compare(kind, shape, network, multigrid_network, seed=3, rtol=1e-6):
                 rtol=rtol,
                 atol=0.0,
                 max_steps=2000,
+                num_orthogonal=8,
                 preconditioner_steps=True,
             ),
             solvers.Multigrid(),

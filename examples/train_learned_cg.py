@@ -84,6 +84,7 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--ritz", type=int, default=96)
     parser.add_argument("--levels", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=16)
     parser.add_argument(
         "--no-full-resolution",
         action="store_true",
@@ -140,6 +141,7 @@ def main():
     else:
         network = solvers.ConjugateDirectionNetwork(
             args.ndim,
+            channels=args.channels,
             levels=args.levels,
             cell_types=args.cell_types,
             full_resolution=not args.no_full_resolution,

@@ -84,11 +84,12 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             ``solve``, which is then required. With ``solvers.Multigrid()``
             the two steps complement each other: the V-cycle removes the
             smooth and the finest error components on any grid, the network
-            what the V-cycle leaves near obstacles. With
-            ``pretrained_network(3, multigrid=True)`` at 256^3 (box and
-            obstacles): 10-14 iterations to 1e-4 and 21-27 to 1e-6 against
-            multigrid-PCG's 36-43 / 52-66; free surfaces are its weak case
-            (30 / 76 against 34 / 50; ``benchmarks/RESULTS.md``).
+            what the V-cycle leaves near obstacles and free surfaces. With
+            ``pretrained_network(3, multigrid=True)`` and
+            ``num_orthogonal=8`` (with 2 the free surface needs 3x more
+            iterations at 256^3): 10-11 iterations to 1e-4 and 17 to 1e-6
+            at 128^3, 11-14 / 20-24 at 256^3, against multigrid-PCG's 25-34
+            / 35-50 and 34-43 / 50-66 (``benchmarks/RESULTS.md``).
 
     References:
         A. Kaneda, O. Akar, J. Chen, V. A. T. Kala, D. Hyde, J. Teran, "A Deep
