@@ -127,6 +127,7 @@ def main():
             if args.multigrid_weights
             else solvers.pretrained_network(args.ndim, multigrid=True)
         )
+    network_call = jax.jit(lambda n, r, c: n(r.reshape(c.shape), c))
     print(
         f"{'problem':12} {'grid':>11} {'method':10} {'it 1e-4':>7} {'it 1e-6':>7} "
         f"{'seconds':>8} {'vs CG':>6} {'fallbacks':>9} {'net/matvec':>10}"
@@ -172,12 +173,7 @@ def main():
                 flag = "" if result == solvers.RESULTS.successful else " (failed)"
                 ratio = f"{'':10}"
                 if network is not None:
-                    _, network_seconds = timed(
-                        jax.jit(lambda n, r, c: n(r.reshape(c.shape), c)),
-                        network,
-                        b,
-                        cells,
-                    )
+                    _, network_seconds = timed(network_call, network, b, cells)
                     ratio = f"{network_seconds / matvec_seconds:10.1f}"
                 versus = f"{seconds / cg_seconds:6.2f}" if cg_seconds else f"{'':6}"
                 print(

@@ -125,15 +125,16 @@ def main():
     steps = args.steps or steps
     batch = args.batch or batch
     shape = (grid,) * args.ndim
+    # the network without full-resolution pairs is the one shipped for
+    # multigrid steps (pretrained_network(ndim, multigrid=True))
+    variant = f"{args.ndim}d_multigrid" if args.no_full_resolution else f"{args.ndim}d"
     out = Path(
         args.out
         or Path(solvers.__file__).parent
         / "weights"
-        / f"conjugate_directions_{args.ndim}d{'_multigrid' if args.no_full_resolution else ''}.eqx"
+        / f"conjugate_directions_{variant}.eqx"
     )
-    checkpoints = args.checkpoints or (
-        f"checkpoints/learned_cg_{args.ndim}d{'_multigrid' if args.no_full_resolution else ''}"
-    )
+    checkpoints = args.checkpoints or f"checkpoints/learned_cg_{variant}"
     key = jax.random.key(args.seed)
     network_key, train_key = jax.random.split(key)
     if args.init:

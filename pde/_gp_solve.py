@@ -387,8 +387,10 @@ def fit_spectrum(kernel, values, likelihood, num_steps):
     parameters, static = eqx.partition(kernel, eqx.is_inexact_array)
     target = _normalised(values)
     nugget = _SPECTRUM_NUGGET[jnp.dtype(values.dtype)]
-    progress = jnp.arange(num_steps, dtype=values.dtype) / max(num_steps, 1)
-    rates = _SPECTRUM_LEARNING_RATE * 0.5 * (1 + jnp.cos(jnp.pi * progress))
+    schedule = optax.cosine_decay_schedule(_SPECTRUM_LEARNING_RATE, max(num_steps, 1))
+    # optax mixes its int32 step with Python floats
+    with jax.numpy_dtype_promotion("standard"):
+        rates = jax.vmap(schedule)(jnp.arange(num_steps)).astype(values.dtype)
     parameters, _ = _kernel_steps(
         parameters,
         optax.adam(1.0).init(parameters),

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._direction_network import ConjugateDirectionNetwork
-from ._learned_cd import a_orthogonalise, remember
+from ._learned_cd import conjugate_step
 from ._preconditioner import AbstractPreconditioner
 from ._solver import dot, matmul
 
@@ -105,10 +105,6 @@ def one_step_loss(network, operator, b):
     return jnp.mean(jax.vmap(single)(b))
 
 
-# energy (relative to the first) below which an iteration is not scored
-_ENERGY_FLOOR = {"float32": 1e-10, "float64": 1e-24, "bfloat16": 1e-4, "float16": 1e-6}
-
-
 def energy_loss(
     network,
     operator,
@@ -143,25 +139,21 @@ def energy_loss(
         curvatures = jnp.ones(num_orthogonal, network.dtype)
         total = 0.0
 
-        def step_along(d, error, r, kept, images, curvatures):
-            d = a_orthogonalise(d, kept, images, curvatures)
-            image = operator.mv(d.astype(operator.dtype)).astype(network.dtype)
-            curvature = jnp.vdot(d, image)
-            # a zero direction (a network that outputs nothing, or Mr once r
-            # is 0) is no step: 0/0 here would turn the weights into nan
-            flat = ~(curvature > 0)
-            curvature = jnp.where(flat, 1, curvature)
-            alpha = jnp.where(flat, 0, jnp.vdot(d, r) / curvature)
-            # e_{t+1}^T r_{t+1} = e^T r - (d^T r)^2 / d^T A d
-            drop = alpha * jnp.vdot(d, r)
-            state = (
-                error - alpha * d,
-                r - alpha * image,
-                *remember(d, image, curvature, kept, images, curvatures),
-            )
-            return state, drop
+        def apply(v):
+            return operator.mv(v.astype(operator.dtype)).astype(network.dtype)
 
-        floor = _ENERGY_FLOOR[jnp.dtype(network.dtype).name] * jnp.vdot(error, r)
+        def step_along(direction, error, r, kept, images, curvatures):
+            (d, image, alpha, _), history = conjugate_step(
+                apply, direction, r, (kept, images, curvatures)
+            )
+            # e_{t+1}^T r_{t+1} = e^T r - (d^T r)^2 / d^T A d
+            drop = alpha * dot(d, r)
+            return (error - alpha * d, r - alpha * image, *history), drop
+
+        # below this energy (relative to the first) the error is at rounding
+        # level (a V-cycle that is an exact solve on a small grid) and its
+        # ratio is noise: no term
+        floor = jnp.finfo(network.dtype).eps * jnp.vdot(error, r)
         for _ in range(num_iterations):
             energy = jnp.vdot(error, r)
             scale = jnp.sqrt(jnp.vdot(r, r))
@@ -176,8 +168,6 @@ def energy_loss(
                 d = d / jnp.where(length > 0, length, 1)
                 state, drop_m = step_along(d * mask, *state)
                 drop = drop + drop_m
-            # once the error is at rounding level (a V-cycle that is an
-            # exact solve on a small grid) its ratio is noise: no term
             solved = ~(energy > floor)
             total = total + jnp.where(
                 solved, 0, 1 - drop / jnp.where(solved, 1, energy)
@@ -244,11 +234,11 @@ def train_direction_network(
 
     @eqx.filter_jit
     def train_step(parameters, opt_state, operator, b):
+        # built once per step, outside the differentiated function
+        apply = None if preconditioner is None else preconditioner.build(operator)
+
         def loss_of(p):
             if loss_steps:
-                apply = (
-                    None if preconditioner is None else preconditioner.build(operator)
-                )
                 return energy_loss(
                     eqx.combine(p, static),
                     operator,

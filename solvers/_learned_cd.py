@@ -44,6 +44,24 @@ def remember(direction, image, curvature, kept, images, curvatures):
     )
 
 
+def conjugate_step(apply, direction, residual, history):
+    r"""One step of the flexible conjugate-direction iteration: $d$ made
+    A-orthogonal to the kept directions (``history`` = (kept, images,
+    curvatures)), then the exact energy line search
+    $\alpha = d^Tr / d^TAd$. Returns $(d, Ad, \alpha, d^TAd)$ and the
+    history with d in it. A direction of zero curvature (d = 0, e.g. Mr
+    once r = 0) is no step: $\alpha = 0$, kept as an inert row (curvature
+    1). Negative or nan curvature is returned as it is, for the caller to
+    report."""
+    d = a_orthogonalise(direction, *history)
+    image = apply(d)
+    curvature = dot(d, image)
+    empty = curvature == 0
+    kept_curvature = jnp.where(empty, 1, curvature)
+    alpha = jnp.where(empty, 0, dot(d, residual) / kept_curvature)
+    return (d, image, alpha, curvature), remember(d, image, kept_curvature, *history)
+
+
 class LearnedConjugateDirections(AbstractLinearSolver):
     r"""Kaneda et al.'s deep conjugate-direction method (DCDM), as a flexible
     conjugate-direction solver for symmetric positive definite systems on
@@ -200,27 +218,11 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             step, done = carry[5], carry[8]
             return (~done) & (step < self.max_steps)
 
-        def step_along(d, x, r, kept, images, curvatures, zero_is_empty=False):
-            """One conjugate-direction step: d made A-orthogonal to the kept
-            directions, then the exact energy line search along it. With
-            ``zero_is_empty`` a direction of zero curvature (M r = 0 once r
-            is 0) is no step rather than a breakdown, and is kept as an
-            inert row."""
-            d = a_orthogonalise(d, kept, images, curvatures)
-            ad = operator.mv(d)
-            curvature = dot(d, ad)
-            if zero_is_empty:
-                empty = curvature == 0
-                kept_curvature = jnp.where(empty, 1, curvature)
-                alpha = jnp.where(empty, 0, dot(d, r) / kept_curvature)
-            else:
-                kept_curvature = curvature
-                alpha = dot(d, r) / curvature
-            x, r = x + alpha * d, r - alpha * ad
-            kept, images, curvatures = remember(
-                d, ad, kept_curvature, kept, images, curvatures
+        def step_along(direction, x, r, kept, images, curvatures):
+            (d, image, alpha, curvature), kept_history = conjugate_step(
+                operator.mv, direction, r, (kept, images, curvatures)
             )
-            return (x, r, kept, images, curvatures), alpha, curvature
+            return (x + alpha * d, r - alpha * image, *kept_history), alpha, curvature
 
         def body(carry):
             x, r, kept, images, curvatures, step, matvecs, fallbacks = carry[:8]
@@ -231,8 +233,9 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             finite = jnp.isfinite(alpha)
             if self.preconditioner_steps:
                 state, alpha, curvature = step_along(
-                    preconditioner(state[1]) * mask, *state, zero_is_empty=True
+                    preconditioner(state[1]) * mask, *state
                 )
+                # zero curvature here is M r = 0 (r already 0): no breakdown
                 broke = broke | (curvature < 0)
                 finite = finite & jnp.isfinite(alpha)
             x, r, kept, images, curvatures = state
