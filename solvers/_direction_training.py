@@ -142,9 +142,9 @@ def energy_loss(
         def apply(v):
             return operator.mv(v.astype(operator.dtype)).astype(network.dtype)
 
-        def step_along(direction, error, r, kept, images, curvatures):
+        def step_along(slot, direction, error, r, kept, images, curvatures):
             (d, image, alpha, _), history = conjugate_step(
-                apply, direction, r, (kept, images, curvatures)
+                apply, direction, r, (kept, images, curvatures), slot % num_orthogonal
             )
             # e_{t+1}^T r_{t+1} = e^T r - (d^T r)^2 / d^T A d
             drop = alpha * dot(d, r)
@@ -154,11 +154,13 @@ def energy_loss(
         # level (a V-cycle that is an exact solve on a small grid) and its
         # ratio is noise: no term
         floor = jnp.finfo(network.dtype).eps * jnp.vdot(error, r)
-        for _ in range(num_iterations):
+        steps_per_iteration = 1 if preconditioner is None else 2
+        for iteration in range(num_iterations):
+            slot = steps_per_iteration * iteration
             energy = jnp.vdot(error, r)
             scale = jnp.sqrt(jnp.vdot(r, r))
             d = propose(r / jnp.where(scale > 0, scale, 1))
-            state, drop = step_along(d, error, r, kept, images, curvatures)
+            state, drop = step_along(slot, d, error, r, kept, images, curvatures)
             if preconditioner is not None:
                 step_r = state[1]
                 d = preconditioner(step_r.astype(operator.dtype)).astype(network.dtype)
@@ -166,7 +168,7 @@ def energy_loss(
                 # curvature of a rounding-level residual out of underflow
                 length = jnp.sqrt(jnp.vdot(d, d))
                 d = d / jnp.where(length > 0, length, 1)
-                state, drop_m = step_along(d * mask, *state)
+                state, drop_m = step_along(slot + 1, d * mask, *state)
                 drop = drop + drop_m
             solved = ~(energy > floor)
             total = total + jnp.where(

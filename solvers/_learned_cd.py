@@ -4,6 +4,7 @@ iteration whose search directions come from a network."""
 import dataclasses
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
@@ -34,32 +35,35 @@ def a_orthogonalise(direction, kept, images, curvatures):
     return direction - matmul(matmul(images, direction) / curvatures, kept)
 
 
-def remember(direction, image, curvature, kept, images, curvatures):
-    """The last k directions, their images and curvatures with the newest
-    one first (the oldest dropped)."""
+def remember(slot, direction, image, curvature, kept, images, curvatures):
+    """The last k directions, their images and curvatures, as a ring: the
+    newest overwrites the oldest, at ``slot`` = (steps so far) mod k. The
+    order of the rows does not matter to the orthogonalisation, and writing
+    one row in place saves copying 2k vectors every step."""
     return (
-        jnp.concatenate([direction[None], kept[:-1]]),
-        jnp.concatenate([image[None], images[:-1]]),
-        jnp.concatenate([curvature[None], curvatures[:-1]]),
+        kept.at[slot].set(direction),
+        images.at[slot].set(image),
+        curvatures.at[slot].set(curvature),
     )
 
 
-def conjugate_step(apply, direction, residual, history):
+def conjugate_step(apply, direction, residual, history, slot):
     r"""One step of the flexible conjugate-direction iteration: $d$ made
     A-orthogonal to the kept directions (``history`` = (kept, images,
     curvatures)), then the exact energy line search
     $\alpha = d^Tr / d^TAd$. Returns $(d, Ad, \alpha, d^TAd)$ and the
-    history with d in it. A direction of zero curvature (d = 0, e.g. Mr
-    once r = 0) is no step: $\alpha = 0$, kept as an inert row (curvature
-    1). Negative or nan curvature is returned as it is, for the caller to
-    report."""
+    history with d in row ``slot`` (the oldest; see ``remember``). A
+    direction of zero curvature (d = 0, e.g. Mr once r = 0) is no step:
+    $\alpha = 0$, kept as an inert row (curvature 1). Negative or nan
+    curvature is returned as it is, for the caller to report."""
     d = a_orthogonalise(direction, *history)
     image = apply(d)
     curvature = dot(d, image)
     empty = curvature == 0
     kept_curvature = jnp.where(empty, 1, curvature)
     alpha = jnp.where(empty, 0, dot(d, residual) / kept_curvature)
-    return (d, image, alpha, curvature), remember(d, image, kept_curvature, *history)
+    history = remember(slot, d, image, kept_curvature, *history)
+    return (d, image, alpha, curvature), history
 
 
 class LearnedConjugateDirections(AbstractLinearSolver):
@@ -196,7 +200,9 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             d = self.network(unit, cell_types).reshape(-1).astype(dtype) * mask
             cosine = dot(d, r) / (norm(d) * scale)
             useless = ~jnp.all(jnp.isfinite(d)) | ~(jnp.abs(cosine) >= _USELESS_COSINE)
-            return jnp.where(useless, preconditioner(r), d), useless
+            # a cond, not a where: a V-cycle costs several matvecs and is
+            # only needed when the network's direction is discarded
+            return jax.lax.cond(useless, preconditioner, lambda r: d, r), useless
 
         r = b - operator.mv(x0)
         history = jnp.full(self.max_steps, jnp.nan, dtype)
@@ -218,9 +224,9 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             step, done = carry[5], carry[8]
             return (~done) & (step < self.max_steps)
 
-        def step_along(direction, x, r, kept, images, curvatures):
+        def step_along(slot, direction, x, r, kept, images, curvatures):
             (d, image, alpha, curvature), kept_history = conjugate_step(
-                operator.mv, direction, r, (kept, images, curvatures)
+                operator.mv, direction, r, (kept, images, curvatures), slot % k
             )
             return (x + alpha * d, r - alpha * image, *kept_history), alpha, curvature
 
@@ -228,12 +234,16 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             x, r, kept, images, curvatures, step, matvecs, fallbacks = carry[:8]
             history = carry[10]
             d, useless = propose(r)
-            state, alpha, curvature = step_along(d, x, r, kept, images, curvatures)
+            steps_per_iteration = 1 + int(self.preconditioner_steps)
+            slot = steps_per_iteration * step
+            state, alpha, curvature = step_along(
+                slot, d, x, r, kept, images, curvatures
+            )
             broke = ~(curvature > 0)
             finite = jnp.isfinite(alpha)
             if self.preconditioner_steps:
                 state, alpha, curvature = step_along(
-                    preconditioner(state[1]) * mask, *state
+                    slot + 1, preconditioner(state[1]) * mask, *state
                 )
                 # zero curvature here is M r = 0 (r already 0): no breakdown
                 broke = broke | (curvature < 0)

@@ -217,23 +217,43 @@ def test_save_load_round_trip(tmp_path, full_resolution):
     np.testing.assert_array_equal(network(residual, cells), loaded(residual, cells))
 
 
-@pytest.mark.parametrize(
-    "loss_steps, num_steps, factor",
-    [(0, 40, 0.8), (4, 60, 0.99)],
-    ids=["one-step loss", "energy loss"],
-)
-def test_training_reduces_the_loss_and_resumes(tmp_path, loss_steps, num_steps, factor):
+@pytest.mark.parametrize("loss_steps", [0, 4], ids=["one-step loss", "energy loss"])
+def test_training_resumes(tmp_path, loss_steps):
     def train(steps):
         network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
         return train_small(network, tmp_path, steps, loss_steps=loss_steps)
 
-    _, losses = train(num_steps)
-    # the energy loss starts near 1 (a random direction removes little
-    # energy) and falls more slowly at first
-    assert np.mean(losses[-10:]) < factor * np.mean(losses[:5])
+    _, losses = train(40)
+    if loss_steps == 0:
+        # the one-step loss falls steadily from a random network; the
+        # energy loss sits on a plateau near 1 for a seed-dependent number
+        # of steps, so its descent is tested on the gradient below
+        assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5])
     # a second call finds the last checkpoint and runs only the rest
-    _, more = train(num_steps + 10)
+    _, more = train(50)
     assert len(more) == 10
+
+
+def test_energy_loss_gradient_descends():
+    """A short step against the energy loss's gradient lowers it by about
+    the first-order amount (Armijo with 1/2): the gradient through the
+    A-orthogonalisation and the line search is right. One iteration: with
+    more, the state between iterations is held constant for the gradient
+    by design, so it is not the total derivative."""
+    from solvers._direction_training import energy_loss
+
+    operator, _ = pressure_problem((16, 16), dtype="float32")
+    solutions = jax.random.normal(jax.random.key(4), (3, 256), jnp.float32)
+    network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
+
+    def loss(net):
+        return energy_loss(net, operator, solutions, num_iterations=1)
+
+    value, gradient = eqx.filter_value_and_grad(loss)(network)
+    squared = sum(jnp.vdot(g, g) for g in jax.tree.leaves(gradient))
+    step = 1e-3 / jnp.sqrt(squared)
+    moved = eqx.apply_updates(network, jax.tree.map(lambda g: -step * g, gradient))
+    assert float(loss(moved)) < float(value - 0.5 * step * squared)
 
 
 def test_multigrid_energy_loss_matches_the_solver():
