@@ -91,12 +91,6 @@ def main():
         help="no residual pairs on the finest grid (about 6x cheaper per cell)",
     )
     parser.add_argument(
-        "--space-to-depth",
-        action="store_true",
-        help="run the network on the grid of 2^d-cell blocks (2^d channels "
-        "per block in and out): no multi-channel tensor on the finest grid",
-    )
-    parser.add_argument(
         "--multigrid",
         action="store_true",
         help="train inside the iteration of preconditioner_steps=True with "
@@ -152,7 +146,6 @@ def main():
             levels=args.levels,
             cell_types=args.cell_types,
             full_resolution=not args.no_full_resolution,
-            space_to_depth=args.space_to_depth,
             key=network_key,
         )
     start = time.perf_counter()

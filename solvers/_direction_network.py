@@ -25,33 +25,6 @@ def _pool(x, ndim):
     return x.reshape(shape).mean(axis=tuple(range(2, 2 + 2 * ndim, 2)))
 
 
-def _space_to_depth(x, ndim):
-    """(c, n_1, ..., n_d) -> (c 2^d, ceil(n_1/2), ...): each 2^d block of
-    cells becomes one cell with 2^d times the channels. Odd sizes are padded
-    with zeros (no residual outside the grid)."""
-    x = jnp.pad(x, [(0, 0)] + [(0, n % 2) for n in x.shape[1:]])
-    shape = [x.shape[0]]
-    for n in x.shape[1:]:
-        shape += [n // 2, 2]
-    x = x.reshape(shape)
-    # (c, m_1, 2, ..., m_d, 2) -> (c, 2, ..., 2, m_1, ..., m_d)
-    order = [0] + list(range(2, 2 + 2 * ndim, 2)) + list(range(1, 1 + 2 * ndim, 2))
-    x = x.transpose(order)
-    return x.reshape((-1,) + x.shape[1 + ndim :])
-
-
-def _depth_to_space(x, like_shape):
-    """The inverse of ``_space_to_depth``, cropped to ``like_shape``."""
-    ndim = len(like_shape)
-    coarse = x.shape[1:]
-    x = x.reshape((-1,) + (2,) * ndim + coarse)
-    order = [0]
-    for axis in range(ndim):
-        order += [1 + ndim + axis, 1 + axis]
-    x = x.transpose(order).reshape((-1,) + tuple(2 * n for n in coarse))
-    return x[(slice(None),) + tuple(slice(0, n) for n in like_shape)]
-
-
 def _upsample(x, like_shape):
     for axis in range(1, x.ndim):
         x = jnp.repeat(x, 2, axis=axis)
@@ -93,13 +66,7 @@ class ConjugateDirectionNetwork(eqx.Module):
     which handles the finest scales. ``levels=1`` is
     Kaneda et al.'s architecture; more levels reach further (the inverse
     of a Laplacian is global, a 3x3 stack of one level sees about 30 cells).
-    With
-    ``space_to_depth=True`` even the two one-channel convolutions leave the
-    finest grid: each 2x2(x2) block of cells becomes one cell of 2^d
-    channels, the network above runs on that half-resolution grid (its
-    "finest" grid), and its 2^d output channels are put back as the block's
-    cells; with ``full_resolution=False`` too, no tensor of more than one
-    channel lives on the finest grid. Fully
+    Fully
     convolutional with zero padding, so one set of weights serves every grid
     size. With ``cell_types`` the cell type (fluid / solid / air, one-hot)
     is fed as extra input channels.
@@ -117,7 +84,6 @@ class ConjugateDirectionNetwork(eqx.Module):
     cell_types: bool = eqx.field(static=True)
     levels: int = eqx.field(static=True)
     full_resolution: bool = eqx.field(static=True)
-    space_to_depth: bool = eqx.field(static=True)
     lift: eqx.nn.Conv
     fine_in: _ResidualPair | None
     down: tuple[_ResidualPair, ...]
@@ -133,7 +99,6 @@ class ConjugateDirectionNetwork(eqx.Module):
         cell_types=False,
         levels: int = 4,
         full_resolution: bool = True,
-        space_to_depth: bool = False,
         dtype=jnp.float32,
         key,
     ):
@@ -150,13 +115,11 @@ class ConjugateDirectionNetwork(eqx.Module):
         self.cell_types = bool(cell_types)
         self.levels = levels
         self.full_resolution = bool(full_resolution)
-        self.space_to_depth = bool(space_to_depth)
         keys = list(jax.random.split(key, 4 + 2 * levels))
-        block = 2**ndim if space_to_depth else 1
-        inputs = (4 if cell_types else 1) * block
+        inputs = 4 if cell_types else 1
         conv = dict(padding=1, dtype=dtype)
         self.lift = eqx.nn.Conv(ndim, inputs, channels, 3, **conv, key=keys.pop())
-        self.project = eqx.nn.Conv(ndim, channels, block, 3, **conv, key=keys.pop())
+        self.project = eqx.nn.Conv(ndim, channels, 1, 3, **conv, key=keys.pop())
 
         def pair():
             return _ResidualPair(ndim, channels, dtype, keys.pop())
@@ -184,8 +147,6 @@ class ConjugateDirectionNetwork(eqx.Module):
                 raise ValueError("this network reads cell types: pass cell_types.")
             one_hot = jax.nn.one_hot(cell_types, 3, axis=0, dtype=self.dtype)
             x = jnp.concatenate([x, one_hot])
-        if self.space_to_depth:
-            x = _space_to_depth(x, self.ndim)
         finest = self.lift(x)
         if self.full_resolution:
             finest = self.fine_in(finest)
@@ -201,10 +162,7 @@ class ConjugateDirectionNetwork(eqx.Module):
             y = self.up[0](finest + _upsample(y, finest.shape[1:]))
         else:
             y = finest + _upsample(y, finest.shape[1:])
-        out = self.project(jax.nn.relu(y))
-        if self.space_to_depth:
-            out = _depth_to_space(out, residual.shape)
-        return out[0]
+        return self.project(jax.nn.relu(y))[0]
 
 
 def _hyperparameters(network):
@@ -214,7 +172,6 @@ def _hyperparameters(network):
         "cell_types": network.cell_types,
         "levels": network.levels,
         "full_resolution": network.full_resolution,
-        "space_to_depth": network.space_to_depth,
         "dtype": jnp.dtype(network.dtype).name,
     }
 
@@ -249,7 +206,6 @@ def load_network(path) -> ConjugateDirectionNetwork:
             cell_types=hyperparameters["cell_types"],
             levels=hyperparameters["levels"],
             full_resolution=hyperparameters.get("full_resolution", True),
-            space_to_depth=hyperparameters.get("space_to_depth", False),
             dtype=jnp.dtype(hyperparameters["dtype"]),
             key=jax.random.key(0),
         )
