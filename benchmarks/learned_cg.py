@@ -13,7 +13,10 @@ second call; multigrid's setup is inside the timed call). Problems: "box"
 training's count, at a seed never used in training (out of distribution).
 Float64 systems (the network runs in float32 inside), right-hand side
 random on the fluid cells. The last
-column block reports one network call in matvecs (time ratio).
+column is one network call in matvecs: the time of 20 back-to-back calls
+of each, as inside the solver's loop (a lone call also times its dispatch,
+which at 256^3 on the H100 is longer than the matvec itself and made the
+ratio look 2.5x smaller).
 
 Methods (``--methods``): CG, Jacobi-PCG, MG-PCG (``solvers.Multigrid``),
 "learned" (the network alone, ``pretrained_network(ndim)``) and
@@ -80,6 +83,16 @@ def timed(function, *args):
     return result, time.perf_counter() - start
 
 
+def per_call(function, *args, repeats=20):
+    """Seconds per call over back-to-back calls, compiled."""
+    jax.block_until_ready(function(*args))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = function(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / repeats
+
+
 def iterations_to(history, b_norm, target):
     """First iteration whose residual is at most target |b| (-1: never)."""
     reached = jnp.nonzero(history <= target * b_norm, size=1, fill_value=-1)[0]
@@ -144,7 +157,7 @@ def main():
             b = jax.random.normal(jax.random.key(1), (operator.shape[0],), jnp.float64)
             b = b * operator.fluid.reshape(-1)
             b_norm = jnp.linalg.norm(b)
-            _, matvec_seconds = timed(jax.jit(lambda a, v: a.mv(v)), operator, b)
+            matvec_seconds = per_call(jax.jit(lambda a, v: a.mv(v)), operator, b)
             cg_seconds = None
             for method in args.methods:
                 network = networks.get(method)
@@ -173,7 +186,7 @@ def main():
                 flag = "" if result == solvers.RESULTS.successful else " (failed)"
                 ratio = f"{'':10}"
                 if network is not None:
-                    _, network_seconds = timed(network_call, network, b, cells)
+                    network_seconds = per_call(network_call, network, b, cells)
                     ratio = f"{network_seconds / matvec_seconds:10.1f}"
                 versus = f"{seconds / cg_seconds:6.2f}" if cg_seconds else f"{'':6}"
                 print(
