@@ -214,7 +214,15 @@ def test_save_load_round_trip(tmp_path, full_resolution):
     assert loaded.full_resolution == full_resolution
     residual = jax.random.normal(jax.random.key(1), (6, 7, 5))
     cells = pde.pressure_cells("box", (6, 7, 5))
-    np.testing.assert_array_equal(network(residual, cells), loaded(residual, cells))
+    for saved, read in zip(
+        jax.tree.leaves(network), jax.tree.leaves(loaded), strict=True
+    ):
+        np.testing.assert_array_equal(saved, read)
+    # not bit for bit: on a GPU two compilations may pick different
+    # convolution algorithms
+    np.testing.assert_allclose(
+        network(residual, cells), loaded(residual, cells), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("loss_steps", [0, 4], ids=["one-step loss", "energy loss"])
@@ -223,37 +231,43 @@ def test_training_resumes(tmp_path, loss_steps):
         network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
         return train_small(network, tmp_path, steps, loss_steps=loss_steps)
 
-    _, losses = train(40)
-    if loss_steps == 0:
-        # the one-step loss falls steadily from a random network; the
-        # energy loss sits on a plateau near 1 for a seed-dependent number
-        # of steps, so its descent is tested on the gradient below
-        assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5])
+    _, losses = train(20)
+    assert len(losses) == 20 and np.all(np.isfinite(losses))
     # a second call finds the last checkpoint and runs only the rest
-    _, more = train(50)
+    _, more = train(30)
     assert len(more) == 10
 
 
-def test_energy_loss_gradient_descends():
-    """A short step against the energy loss's gradient lowers it by about
-    the first-order amount (Armijo with 1/2): the gradient through the
-    A-orthogonalisation and the line search is right. One iteration: with
-    more, the state between iterations is held constant for the gradient
-    by design, so it is not the total derivative."""
-    from solvers._direction_training import energy_loss
+@pytest.mark.parametrize("loss", ["one-step", "energy"])
+def test_training_loss_gradient_descends(loss):
+    """A short step against the loss's gradient lowers it by at least half
+    the first-order amount (Armijo): the gradient through the network, the
+    A-orthogonalisation and the line search is right, so the optimiser
+    descends. (How many steps a random network needs to leave the plateau
+    near 1 depends on the seed and on the device's convolution algorithms,
+    so it is not asserted.) The energy loss with one iteration: with more,
+    the state between iterations is held constant for the gradient by
+    design, so it is not the total derivative."""
+    from solvers._direction_training import energy_loss, one_step_loss
 
     operator, _ = pressure_problem((16, 16), dtype="float32")
-    solutions = jax.random.normal(jax.random.key(4), (3, 256), jnp.float32)
+    rows = jax.random.normal(jax.random.key(4), (3, 256), jnp.float32)
+    rows = rows * operator.fluid.reshape(1, -1)
     network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
 
-    def loss(net):
-        return energy_loss(net, operator, solutions, num_iterations=1)
+    def value(net):
+        if loss == "one-step":
+            return one_step_loss(net, operator, rows)
+        return energy_loss(net, operator, rows, num_iterations=1)
 
-    value, gradient = eqx.filter_value_and_grad(loss)(network)
-    squared = sum(jnp.vdot(g, g) for g in jax.tree.leaves(gradient))
-    step = 1e-3 / jnp.sqrt(squared)
-    moved = eqx.apply_updates(network, jax.tree.map(lambda g: -step * g, gradient))
-    assert float(loss(moved)) < float(value - 0.5 * step * squared)
+    # full float32 convolutions: a GPU's default TF32 adds noise of the
+    # size of the decrease checked here
+    with jax.default_matmul_precision("float32"):
+        start, gradient = eqx.filter_value_and_grad(value)(network)
+        squared = sum(jnp.vdot(g, g) for g in jax.tree.leaves(gradient))
+        step = 1e-2 / jnp.sqrt(squared)
+        moved = eqx.apply_updates(network, jax.tree.map(lambda g: -step * g, gradient))
+        assert float(value(moved)) < float(start - 0.5 * step * squared)
 
 
 def test_multigrid_energy_loss_matches_the_solver():
