@@ -4,12 +4,13 @@ step, next to conjugate gradients and multigrid-PCG.
 
     python examples/learned_cg.py
     python examples/learned_cg.py --ndim 3 --size 64
+    python examples/learned_cg.py --rtol 1e-8
 
 For each problem kind (fluid in an open box, with obstacles, under a free
 surface) one random right-hand side is solved to a relative residual of
-1e-6 in float64 (the network itself runs in float32); printed: iterations,
-fallback steps and wall time of each solver. examples/train_learned_cg.py
-retrains the weights.
+``--rtol`` (1e-6 by default) in float64 (the network itself runs in
+float32); printed: iterations, fallback steps and wall time of each
+solver. examples/train_learned_cg.py retrains the weights.
 """
 
 import argparse
@@ -81,14 +82,18 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ndim", type=int, choices=(2, 3), default=2)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--rtol", type=float, default=1e-6)
     args = parser.parse_args()
     network = solvers.pretrained_network(args.ndim)
     multigrid_network = solvers.pretrained_network(args.ndim, multigrid=True)
     shape = (args.size,) * args.ndim
-    print(f"pressure Poisson on {'x'.join(map(str, shape))}, relative residual 1e-6")
+    print(
+        f"pressure Poisson on {'x'.join(map(str, shape))}, "
+        f"relative residual {args.rtol:g}"
+    )
     for kind in ("box", "obstacles", "free-surface"):
         for name, (steps, fallbacks, seconds, residual) in compare(
-            kind, shape, network, multigrid_network
+            kind, shape, network, multigrid_network, rtol=args.rtol
         ).items():
             print(
                 f"  {kind:12} {name:10} {steps:5d} iterations ({fallbacks} fallbacks), "

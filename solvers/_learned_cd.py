@@ -253,12 +253,7 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             history = history.at[step].set(r_norm)
             proposed = r_norm <= limit
             true_r = jnp.where(proposed, b - operator.mv(x), r)
-            matvecs = (
-                matvecs
-                + 1
-                + int(self.preconditioner_steps)
-                + proposed.astype(matvecs.dtype)
-            )
+            matvecs = matvecs + steps_per_iteration + proposed.astype(matvecs.dtype)
             converged = proposed & (norm(true_r) <= limit)
             finite = finite & jnp.isfinite(r_norm)
             result = RESULTS.where(
