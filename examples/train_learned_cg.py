@@ -3,7 +3,7 @@
 write its weights; this script produced the shipped weights.
 
     python examples/train_learned_cg.py --ndim 2    # 81 s on one H100
-    python examples/train_learned_cg.py --ndim 2 --steps 1500 --batch 16  # 2 CPU cores
+    python examples/train_learned_cg.py --ndim 2 --steps 1500 --batch 16  # 2 CPU cores, 9 min
 
 The shipped 3-D weights come from four runs on one H100 (97 s, 92 s, 330 s
 and 330 s): the one-step loss from scratch, then the energy loss from those
