@@ -24,15 +24,21 @@ the four take 14.5 minutes together:
 
 The shipped networks for ``preconditioner_steps=True`` with multigrid
 (``pretrained_network(ndim, multigrid=True)``: no full-resolution pairs)
-are trained alone in the same way (74 s in 2-D; 69 s + 230 s in 3-D on
-one H100, under one 10-minute run):
+are trained alone in the same way: 67 s in 2-D; in 3-D the one-step loss
+(68 s), then the energy loss (175 s), continued with another seed (167 s),
+on one H100; the three 3-D runs take 7.2 minutes of wall time together,
+inside one 10-minute run:
 
     python examples/train_learned_cg.py --ndim 2 --no-full-resolution
     python examples/train_learned_cg.py --ndim 3 --no-full-resolution \
         --out one_step_3d_multigrid.eqx --checkpoints checkpoints/one_step_mg
     python examples/train_learned_cg.py --ndim 3 --no-full-resolution \
         --loss-steps 4 --steps 6800 --learning-rate 2e-4 \
-        --init one_step_3d_multigrid.eqx
+        --init one_step_3d_multigrid.eqx --out energy_3d_multigrid.eqx \
+        --checkpoints checkpoints/energy_mg
+    python examples/train_learned_cg.py --ndim 3 --no-full-resolution \
+        --loss-steps 4 --steps 6800 --learning-rate 2e-4 --seed 1 \
+        --init energy_3d_multigrid.eqx --checkpoints checkpoints/energy_mg_2
 
 Problems: fluid in a box with an open top, with random box and ball
 obstacles, and under a random smooth free surface (``pde.pressure_cells``),

@@ -1,0 +1,142 @@
+"""Convolutions of the full grid rewritten on the grid of 2^d blocks must
+compute the same numbers as the full-grid forms they replace, and the
+network built on them must be the full-grid network without its finest
+nonlinearity."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import solvers
+from solvers._block_convolution import (
+    block_convolution,
+    composed_kernel,
+    depth_to_space,
+    pooled_kernel,
+    space_to_depth,
+    stride_one_kernel,
+    upsampled_kernel,
+)
+from solvers._direction_network import _pool, _upsample
+
+
+def convolution(x, kernel, bias=None):
+    """Zero-padded stride-1 convolution of the full grid, (in, ..) -> (out, ..)."""
+    ndim = x.ndim - 1
+    radius = kernel.shape[-1] // 2
+    y = jax.lax.conv_general_dilated(
+        x[None], kernel, (1,) * ndim, [(radius, radius)] * ndim
+    )[0]
+    return y if bias is None else y + bias.reshape((-1,) + (1,) * ndim)
+
+
+def random(seed, shape, dtype):
+    return jax.random.normal(jax.random.key(seed), shape, dtype)
+
+
+TOLERANCE = {jnp.float32: 2e-5, jnp.float64: 1e-12}
+CASES = [(2, 12, jnp.float64), (2, 11, jnp.float32), (3, 8, jnp.float64)]
+
+
+@pytest.mark.parametrize("ndim,n,dtype", CASES)
+def test_space_to_depth_round_trip(ndim, n, dtype):
+    x = random(0, (3,) + (n,) * ndim, dtype)
+    blocks = space_to_depth(x)
+    assert blocks.shape == (3 * 2**ndim,) + ((n + 1) // 2,) * ndim
+    np.testing.assert_array_equal(depth_to_space(blocks, x.shape[1:]), x)
+    # channel c, parity q holds cell 2i + q
+    corner = blocks[(slice(None),) + (0,) * ndim].reshape((3,) + (2,) * ndim)
+    np.testing.assert_array_equal(corner, x[(slice(None),) + (slice(0, 2),) * ndim])
+
+
+@pytest.mark.parametrize("ndim,n,dtype", CASES)
+@pytest.mark.parametrize("width", [3, 5])
+def test_stride_one_kernel(ndim, n, dtype, width):
+    """Any size: odd sizes are padded by the zero layer the full-grid
+    convolution reads there."""
+    x = random(1, (2,) + (n,) * ndim, dtype)
+    kernel = random(2, (3, 2) + (width,) * ndim, dtype)
+    blocked = block_convolution(
+        space_to_depth(x), stride_one_kernel(kernel), jnp.zeros(3 * 2**ndim, dtype)
+    )
+    np.testing.assert_allclose(
+        depth_to_space(blocked, x.shape[1:]),
+        convolution(x, kernel),
+        rtol=TOLERANCE[dtype],
+        atol=TOLERANCE[dtype] * 10,
+    )
+
+
+@pytest.mark.parametrize("ndim,n,dtype", [c for c in CASES if c[1] % 2 == 0])
+def test_pooled_kernel(ndim, n, dtype):
+    """Even sizes (``_pool`` repeats the last layer of odd ones)."""
+    x = random(3, (2,) + (n,) * ndim, dtype)
+    kernel = random(4, (5, 2) + (3,) * ndim, dtype)
+    bias = random(5, (5,), dtype)
+    blocked = block_convolution(space_to_depth(x), pooled_kernel(kernel), bias)
+    np.testing.assert_allclose(
+        blocked,
+        _pool(convolution(x, kernel, bias), ndim),
+        rtol=TOLERANCE[dtype],
+        atol=TOLERANCE[dtype] * 10,
+    )
+
+
+@pytest.mark.parametrize("ndim,n,dtype", [c for c in CASES if c[1] % 2 == 0])
+def test_upsampled_kernel(ndim, n, dtype):
+    z = random(6, (4,) + (n // 2,) * ndim, dtype)
+    kernel = random(7, (1, 4) + (3,) * ndim, dtype)
+    blocked = block_convolution(z, upsampled_kernel(kernel), jnp.zeros(2**ndim, dtype))
+    shape = (n,) * ndim
+    np.testing.assert_allclose(
+        depth_to_space(blocked, shape),
+        convolution(_upsample(z, shape), kernel),
+        rtol=TOLERANCE[dtype],
+        atol=TOLERANCE[dtype] * 10,
+    )
+
+
+@pytest.mark.parametrize("ndim,n,dtype", CASES)
+def test_composed_kernel_away_from_walls(ndim, n, dtype):
+    x = random(8, (2,) + (n,) * ndim, dtype)
+    first = random(9, (4, 2) + (3,) * ndim, dtype)
+    second = random(10, (1, 4) + (3,) * ndim, dtype)
+    inner = (slice(None),) + (slice(1, -1),) * ndim
+    np.testing.assert_allclose(
+        convolution(x, composed_kernel(second, first))[inner],
+        convolution(convolution(x, first), second)[inner],
+        rtol=TOLERANCE[dtype],
+        atol=TOLERANCE[dtype] * 10,
+    )
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("cell_types", [False, True])
+def test_network_without_full_resolution_pairs(ndim, cell_types):
+    """project(lift(x) + upsample(relu(y))) with y from the pooled lift:
+    exact on the whole grid for the upsampled part and away from the
+    walls for project(lift(x))."""
+    network = solvers.ConjugateDirectionNetwork(
+        ndim, full_resolution=False, cell_types=cell_types, key=jax.random.key(3)
+    )
+    shape = (16,) * ndim
+    residual = random(11, shape, jnp.float32)
+    types = jax.random.randint(jax.random.key(12), shape, 0, 3)
+    x = residual[None]
+    if cell_types:
+        x = jnp.concatenate([x, jax.nn.one_hot(types, 3, axis=0, dtype=jnp.float32)])
+    lifted = network.lift(x)
+    skips = [lifted, network.down[0](_pool(lifted, ndim))]
+    for pair in network.down[1:]:
+        skips.append(pair(_pool(skips[-1], ndim)))
+    y = network._coarse_levels(skips)
+    upsampled = network.project(_upsample(jax.nn.relu(y), shape))[0]
+    direct = network.project(lifted)[0] - network.project.bias[0]
+    reference = upsampled + direct
+    out = network(residual, types if cell_types else None)
+    inner = (slice(1, -1),) * ndim
+    np.testing.assert_allclose(out[inner], reference[inner], rtol=1e-4, atol=1e-4)
+    # at the walls only project(lift(x)) differs: it also sees the lift
+    # of the zero padding
+    assert out.shape == shape and out.dtype == jnp.float32
