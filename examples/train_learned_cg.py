@@ -23,20 +23,20 @@ the four take 14.5 minutes together:
         --checkpoints checkpoints/learned_cg_3d_energy_11k
 
 The shipped networks for ``preconditioner_steps=True`` with multigrid
-(``pretrained_network(ndim, multigrid=True)``: no full-resolution pairs)
+(``pretrained_network(ndim, multigrid=True)``: no pairs on the full grid)
 are trained alone in the same way: 67 s in 2-D; in 3-D the one-step loss
 (68 s), then the energy loss (175 s), continued with another seed (167 s),
 on one H100; the three 3-D runs take 7.2 minutes of wall time together,
 inside one 10-minute run:
 
-    python examples/train_learned_cg.py --ndim 2 --no-full-resolution
-    python examples/train_learned_cg.py --ndim 3 --no-full-resolution \
+    python examples/train_learned_cg.py --ndim 2 --pairless-levels 1
+    python examples/train_learned_cg.py --ndim 3 --pairless-levels 1 \
         --out one_step_3d_multigrid.eqx --checkpoints checkpoints/one_step_mg
-    python examples/train_learned_cg.py --ndim 3 --no-full-resolution \
+    python examples/train_learned_cg.py --ndim 3 --pairless-levels 1 \
         --loss-steps 4 --steps 6800 --learning-rate 2e-4 \
         --init one_step_3d_multigrid.eqx --out energy_3d_multigrid.eqx \
         --checkpoints checkpoints/energy_mg
-    python examples/train_learned_cg.py --ndim 3 --no-full-resolution \
+    python examples/train_learned_cg.py --ndim 3 --pairless-levels 1 \
         --loss-steps 4 --steps 6800 --learning-rate 2e-4 --seed 1 \
         --init energy_3d_multigrid.eqx --checkpoints checkpoints/energy_mg_2
 
@@ -92,9 +92,12 @@ def main():
     parser.add_argument("--levels", type=int, default=4)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument(
-        "--no-full-resolution",
-        action="store_true",
-        help="no residual pairs on the finest grid (about 6x cheaper per cell)",
+        "--pairless-levels",
+        type=int,
+        default=0,
+        help="grid levels without residual pairs, from the full grid (1: none "
+        "on the full grid, about 6x cheaper per cell; the shipped multigrid "
+        "networks)",
     )
     parser.add_argument(
         "--multigrid",
@@ -131,9 +134,9 @@ def main():
     steps = args.steps or steps
     batch = args.batch or batch
     shape = (grid,) * args.ndim
-    # the network without full-resolution pairs is the one shipped for
+    # the networks without pairs on the full grid are the ones shipped for
     # multigrid steps (pretrained_network(ndim, multigrid=True))
-    variant = f"{args.ndim}d_multigrid" if args.no_full_resolution else f"{args.ndim}d"
+    variant = f"{args.ndim}d_multigrid" if args.pairless_levels else f"{args.ndim}d"
     out = Path(
         args.out
         or Path(solvers.__file__).parent
@@ -151,7 +154,7 @@ def main():
             channels=args.channels,
             levels=args.levels,
             cell_types=args.cell_types,
-            full_resolution=not args.no_full_resolution,
+            pairless_levels=args.pairless_levels,
             key=network_key,
         )
     start = time.perf_counter()

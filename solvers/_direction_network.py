@@ -65,22 +65,26 @@ class ConjugateDirectionNetwork(eqx.Module):
     upsampling added to the skip connection of each level, each followed by
     a residual pair; a convolution back to one channel.
 
-    With ``full_resolution=False`` the finest grid keeps only the
-    convolutions to and from one channel, with no nonlinearity between
-    them (one would need the multi-channel tensor on the full grid), and every residual pair runs on grids coarsened at least once:
-    the direction is project(lift(r) + upsample(relu(y))), y the features
-    of the once-coarsened grid, which start from the pooled lift. Both
-    terms are then convolutions of the grid of 2^d blocks (the pooled lift
-    a strided convolution of r, project(lift(r)) one 5^d convolution of r,
-    the projection of the upsampled y one on the block grid), so no
+    ``pairless_levels`` grid levels, from the full grid, have no residual
+    pairs (0: Kaneda et al.'s network). With 1 or more the full grid keeps
+    only the convolutions to and from one channel, with no nonlinearity
+    between them (one would need the multi-channel tensor on the full
+    grid): the direction is project(lift(r) + upsample(relu(y))), y the
+    features of the once-coarsened grid, which start from the pooled lift.
+    Both terms are then convolutions of the grid of 2^d blocks (the pooled
+    lift a strided convolution of r, project(lift(r)) one 5^d convolution
+    of r, the projection of the upsampled y one on the block grid), so no
     multi-channel tensor is formed on the full grid; project(lift(r)) is
     taken with the composed kernel, which differs from the two
-    convolutions in sequence only within one cell of the grid's edge. The
-    residual pairs on the full grid are 85% of the full network's flops;
-    on the H100 a call at 256^3 costs about 34 float64 matvecs (6 ms; 22
-    at 128^3) against about 205 with them, and 65 for this network
-    computed on the full grid, where moving its 16-channel tensors
-    dominated. It is meant to be paired with a
+    convolutions in sequence only within one cell of the grid's edge. On
+    the H100 a call at 256^3 costs about 205 float64 matvecs with
+    ``pairless_levels=0``, 33 with 1 (65 when it was computed on the full
+    grid, where moving its 16-channel tensors dominated) and 15 with 2;
+    with 1 the pairs on the once-coarsened grid are 3.5 of its 5.9 ms.
+    The network with 1 is the one shipped for multigrid steps: with 2 the
+    solver needs 1.4-1.9x the iterations at 256^3 and 1.05-1.36x the wall
+    time (``benchmarks/RESULTS.md``). A network without pairs on the full
+    grid is meant to be paired with a
     multigrid step (``LearnedConjugateDirections(preconditioner_steps=True)``),
     which handles the finest scales. ``levels=1`` is
     Kaneda et al.'s architecture; more levels reach further (the inverse
@@ -102,7 +106,7 @@ class ConjugateDirectionNetwork(eqx.Module):
     channels: int = eqx.field(static=True)
     cell_types: bool = eqx.field(static=True)
     levels: int = eqx.field(static=True)
-    full_resolution: bool = eqx.field(static=True)
+    pairless_levels: int = eqx.field(static=True)
     lift: eqx.nn.Conv
     fine_in: _ResidualPair | None
     down: tuple[_ResidualPair, ...]
@@ -117,7 +121,7 @@ class ConjugateDirectionNetwork(eqx.Module):
         channels: int = 16,
         cell_types=False,
         levels: int = 4,
-        full_resolution: bool = True,
+        pairless_levels: int = 0,
         dtype=jnp.float32,
         key,
     ):
@@ -133,7 +137,12 @@ class ConjugateDirectionNetwork(eqx.Module):
             )
         self.cell_types = bool(cell_types)
         self.levels = levels
-        self.full_resolution = bool(full_resolution)
+        if not (isinstance(pairless_levels, int) and 0 <= pairless_levels <= levels):
+            raise ValueError(
+                "ConjugateDirectionNetwork: pairless_levels must be an int in "
+                f"[0, levels={levels}], got {pairless_levels}."
+            )
+        self.pairless_levels = pairless_levels
         keys = list(jax.random.split(key, 4 + 2 * levels))
         inputs = 4 if cell_types else 1
         conv = dict(padding=1, dtype=dtype)
@@ -143,12 +152,18 @@ class ConjugateDirectionNetwork(eqx.Module):
         def pair():
             return _ResidualPair(ndim, channels, dtype, keys.pop())
 
-        self.fine_in = pair() if full_resolution else None
-        self.down = tuple(pair() for _ in range(levels))
+        # down[l - first] serves level l >= first, up[l - pairless] level
+        # pairless <= l < levels; the full grid's down pair is fine_in
+        first = max(1, pairless_levels)
+        self.fine_in = pair() if pairless_levels == 0 else None
+        self.down = tuple(pair() for _ in range(levels - first + 1))
         self.bottom = pair()
-        self.up = tuple(
-            pair() for _ in range(levels if full_resolution else levels - 1)
-        )
+        self.up = tuple(pair() for _ in range(levels - pairless_levels))
+
+    @property
+    def full_resolution(self) -> bool:
+        """Whether the full grid has residual pairs (Kaneda et al.'s network)."""
+        return self.pairless_levels == 0
 
     @property
     def dtype(self):
@@ -169,20 +184,24 @@ class ConjugateDirectionNetwork(eqx.Module):
         if not self.full_resolution:
             return self._blocked_call(x, residual.shape)
         finest = self.fine_in(self.lift(x))
-        skips = [finest]
-        for pair in self.down:
-            skips.append(pair(_pool(skips[-1], self.ndim)))
-        y = self._coarse_levels(skips)
+        y = self._coarse_levels(_pool(finest, self.ndim))
         y = self.up[0](finest + _upsample(y, finest.shape[1:]))
         return self.project(jax.nn.relu(y))[0]
 
-    def _coarse_levels(self, skips):
-        """Bottom pair, then up the levels to the one below the finest."""
+    def _coarse_levels(self, level_one):
+        """From the features of the once-coarsened grid down to the
+        coarsest and back up to the once-coarsened grid, residual pairs on
+        the levels from ``pairless_levels`` on."""
+        first = max(1, self.pairless_levels)
+        skips = [None]
+        for level in range(1, self.levels + 1):
+            x = level_one if level == 1 else _pool(skips[-1], self.ndim)
+            skips.append(self.down[level - first](x) if level >= first else x)
         y = self.bottom(skips[-1])
-        # up[i] serves level i (i >= 1 when the finest level has no pairs)
-        middle = self.up[1:] if self.full_resolution else self.up
-        for pair, skip in zip(middle[::-1], skips[-2:0:-1], strict=True):
-            y = pair(skip + _upsample(y, skip.shape[1:]))
+        for level in range(self.levels - 1, 0, -1):
+            y = skips[level] + _upsample(y, skips[level].shape[1:])
+            if level >= self.pairless_levels:
+                y = self.up[level - self.pairless_levels](y)
         return y
 
     def _blocked_call(self, x, shape):
@@ -195,10 +214,7 @@ class ConjugateDirectionNetwork(eqx.Module):
         level_one = block_convolution(
             blocks, pooled_kernel(self.lift.weight), lift_bias
         )
-        skips = [None, self.down[0](level_one)]
-        for pair in self.down[1:]:
-            skips.append(pair(_pool(skips[-1], self.ndim)))
-        y = self._coarse_levels(skips)
+        y = self._coarse_levels(level_one)
         project = self.project.weight
         kernel = jnp.concatenate(
             [
@@ -224,7 +240,7 @@ def _hyperparameters(network):
         "channels": network.channels,
         "cell_types": network.cell_types,
         "levels": network.levels,
-        "full_resolution": network.full_resolution,
+        "pairless_levels": network.pairless_levels,
         "dtype": jnp.dtype(network.dtype).name,
     }
 
@@ -258,7 +274,10 @@ def load_network(path) -> ConjugateDirectionNetwork:
             channels=hyperparameters["channels"],
             cell_types=hyperparameters["cell_types"],
             levels=hyperparameters["levels"],
-            full_resolution=hyperparameters.get("full_resolution", True),
+            pairless_levels=hyperparameters.get(
+                "pairless_levels",
+                0 if hyperparameters.get("full_resolution", True) else 1,
+            ),
             dtype=jnp.dtype(hyperparameters["dtype"]),
             key=jax.random.key(0),
         )
@@ -271,8 +290,8 @@ def pretrained_network(ndim: int, multigrid: bool = False) -> ConjugateDirection
 
     ``multigrid=False``: the network trained to work alone
     (``solvers/weights/conjugate_directions_{ndim}d.eqx``).
-    ``multigrid=True``: the cheaper network without full-resolution pairs
-    (``conjugate_directions_{ndim}d_multigrid.eqx``), trained alone in the
+    ``multigrid=True``: the cheaper network without pairs on the full grid
+    (``pairless_levels=1``, ``conjugate_directions_{ndim}d_multigrid.eqx``), trained alone in the
     same way, to be used with
     ``LearnedConjugateDirections(preconditioner_steps=True)`` and
     ``solve(..., preconditioner=solvers.Multigrid())``: the V-cycle takes
@@ -283,7 +302,7 @@ def pretrained_network(ndim: int, multigrid: bool = False) -> ConjugateDirection
     name = f"conjugate_directions_{ndim}d{suffix}.eqx"
     path = Path(str(resources.files("solvers") / "weights" / name))
     if not path.exists():
-        flag = " --no-full-resolution" if multigrid else ""
+        flag = " --pairless-levels 1" if multigrid else ""
         raise FileNotFoundError(
             f"the shipped {ndim}-D weights ({path}) are missing; train them with "
             f"{TRAINING_SCRIPT} --ndim {ndim}{flag}."

@@ -121,7 +121,7 @@ def test_shipped_multigrid_weights_with_multigrid_steps(kind):
     12-13 against 24-27 at 32^3)."""
     operator, b = pressure_problem((32, 32, 32), kind, seed=11)
     network = solvers.pretrained_network(3, multigrid=True)
-    assert not network.full_resolution
+    assert network.pairless_levels == 1
     ours = solvers.solve(
         operator,
         b,
@@ -203,15 +203,15 @@ def test_jit_vmap_and_gradient():
     np.testing.assert_allclose(operator.mv(gradient), weights, atol=1e-8)
 
 
-@pytest.mark.parametrize("full_resolution", [True, False])
-def test_save_load_round_trip(tmp_path, full_resolution):
+@pytest.mark.parametrize("pairless_levels", [0, 1, 2])
+def test_save_load_round_trip(tmp_path, pairless_levels):
     network = solvers.ConjugateDirectionNetwork(
-        3, cell_types=True, full_resolution=full_resolution, key=jax.random.key(5)
+        3, cell_types=True, pairless_levels=pairless_levels, key=jax.random.key(5)
     )
     path = solvers.save_network(tmp_path / "net.eqx", network)
     loaded = solvers.load_network(path)
     assert (loaded.ndim, loaded.channels, loaded.cell_types) == (3, 16, True)
-    assert loaded.full_resolution == full_resolution
+    assert loaded.pairless_levels == pairless_levels
     residual = jax.random.normal(jax.random.key(1), (6, 7, 5))
     cells = pde.pressure_cells("box", (6, 7, 5))
     for saved, read in zip(
@@ -280,7 +280,7 @@ def test_multigrid_energy_loss_matches_the_solver():
     solution = jax.random.normal(jax.random.key(4), (256,), jnp.float32)
     solution = solution * operator.fluid.reshape(-1)
     network = solvers.ConjugateDirectionNetwork(
-        2, full_resolution=False, key=jax.random.key(2)
+        2, pairless_levels=1, key=jax.random.key(2)
     )
     # coarsened to 2^2, so that the V-cycle is not an exact solve
     multigrid = solvers.Multigrid(coarsest_size=4)
@@ -311,7 +311,7 @@ def test_multigrid_energy_loss_matches_the_solver():
 def test_training_with_multigrid_steps_resumes(tmp_path):
     def train(steps):
         network = solvers.ConjugateDirectionNetwork(
-            2, full_resolution=False, key=jax.random.key(0)
+            2, pairless_levels=1, key=jax.random.key(0)
         )
         return train_small(
             network,
@@ -322,7 +322,7 @@ def test_training_with_multigrid_steps_resumes(tmp_path):
         )
 
     start = solvers.ConjugateDirectionNetwork(
-        2, full_resolution=False, key=jax.random.key(0)
+        2, pairless_levels=1, key=jax.random.key(0)
     )
     trained, losses = train(20)
     assert np.all(np.isfinite(losses)) and max(losses) < 1.0
@@ -352,6 +352,10 @@ def test_bad_input():
         solvers.solve(jnp.eye(4), jnp.ones(4), three_d)
     with pytest.raises(FileNotFoundError, match="train_learned_cg.py"):
         solvers.load_network("/nonexistent/weights.eqx")
+    with pytest.raises(ValueError, match="pairless_levels"):
+        solvers.ConjugateDirectionNetwork(
+            2, levels=3, pairless_levels=4, key=jax.random.key(0)
+        )
 
 
 class _NegatedPressure(solvers.LinearOperator):
