@@ -1,0 +1,73 @@
+"""Cost of one call of ``solvers.ConjugateDirectionNetwork`` in float64
+matvecs of the pressure operator, for each number of grid levels without
+residual pairs (``pairless_levels``), in one run.
+
+    python benchmarks/direction_network_cost.py --ndim 3 --sizes 64 128 256   # GPU
+
+Both are timed as the solver's loop runs them: 100 back-to-back compiled
+calls (a lone call also times its dispatch, which at 256^3 on an H100 is
+longer than the matvec). The cost does not depend on the weights, so the
+networks are freshly initialised. The network runs in float32, the
+matvec in float64 as in the solver's outer loop.
+"""
+
+import argparse
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+
+import pde
+import solvers
+
+
+def per_call(function, *args, repeats=100):
+    """Seconds per call over back-to-back calls, compiled."""
+    jax.block_until_ready(function(*args))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = function(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / repeats
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ndim", type=int, choices=(2, 3), default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--pairless-levels", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    device = jax.devices()[0]
+    print(f"# python {' '.join(sys.argv)}")
+    print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
+    networks = {
+        k: solvers.ConjugateDirectionNetwork(
+            args.ndim, pairless_levels=k, key=jax.random.key(0)
+        )
+        for k in args.pairless_levels
+    }
+    call = jax.jit(lambda network, residual: network(residual))
+    matvec = jax.jit(lambda operator, vector: operator.mv(vector))
+    header = "grid        matvec ms" + "".join(
+        f"  pairless={k}: ms (matvecs)" for k in networks
+    )
+    print(header)
+    for size in args.sizes:
+        shape = (size,) * args.ndim
+        cells = pde.pressure_cells("obstacles", shape, jax.random.key(7))
+        operator = pde.PressureOperator(cells, dtype_name="float64")
+        vector = jax.random.normal(jax.random.key(1), (operator.shape[0],))
+        residual = vector.reshape(shape).astype(jnp.float32)
+        matvec_seconds = per_call(matvec, operator, vector)
+        row = f"{'x'.join(map(str, shape)):12}{matvec_seconds * 1e3:9.3f}"
+        for network in networks.values():
+            seconds = per_call(call, network, residual)
+            row += f"  {seconds * 1e3:14.2f} ({seconds / matvec_seconds:6.1f})"
+        print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
