@@ -152,3 +152,28 @@ def test_network_without_full_resolution_pairs(ndim, cell_types, pairless_levels
     # at the walls only project(lift(x)) differs: it also sees the lift
     # of the zero padding
     assert out.shape == shape and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("pairless_levels", [1, 2])
+def test_blocked_network_transforms(dtype, pairless_levels):
+    """jit on every grid size down to one cell, vmap, and gradients, in the
+    network's own dtype."""
+    network = solvers.ConjugateDirectionNetwork(
+        2, pairless_levels=pairless_levels, dtype=dtype, key=jax.random.key(0)
+    )
+    call = jax.jit(lambda net, r: net(r))
+    for n in (1, 2, 5):
+        out = call(network, jnp.ones((n, n + 1), dtype))
+        assert out.shape == (n, n + 1) and out.dtype == dtype
+        assert bool(jnp.all(jnp.isfinite(out)))
+    residuals = random(13, (3, 6, 6), dtype)
+    batched = jax.vmap(network)(residuals)
+    np.testing.assert_allclose(
+        batched[1], network(residuals[1]), rtol=TOLERANCE[dtype], atol=1e-6
+    )
+    gradient = jax.grad(lambda net: jnp.sum(net(residuals[0]) ** 2))(network)
+    for leaf in jax.tree.leaves(gradient):
+        assert bool(jnp.all(jnp.isfinite(leaf)))
+    assert float(jnp.linalg.norm(gradient.lift.weight)) > 0
+    assert float(jnp.linalg.norm(gradient.project.weight)) > 0
