@@ -4,11 +4,13 @@ A cell j = 2i + q of the full grid (per axis, q in {0, 1}) is channel q of
 block i. A stride-1 convolution of the full grid with taps at offsets
 -2..2 is then a convolution of the block grid with taps at block offsets
 -1..1, from 2^d times the input channels to 2^d times the output channels;
-a stride-2 one, or one that reads a field upsampled by nearest neighbours,
-is one with only the input or only the output side blocked. The block form
-computes exactly the same numbers but never holds a multi-channel tensor on
-the full grid: at 256^3 that tensor is 1 GB per 16 channels, and moving it
-is what dominated the network's cost on a GPU.
+a convolution followed by 2-average pooling is one with only the input side
+blocked, and one that reads a field upsampled by nearest neighbours one
+with only the output side blocked. The block form computes the same sums
+(on grids of even size; at an odd size the block grid is padded by zeros,
+where pooling would repeat the last layer) but never holds a multi-channel
+tensor on the full grid: at 256^3 that tensor is 1 GB per 16 channels, and
+moving it is what dominated the network's cost on a GPU.
 
 Kernels are (out, in, taps...) with cross-correlation taps, as in
 ``jax.lax.conv_general_dilated`` and ``equinox.nn.Conv``; the blocked side of
