@@ -154,25 +154,33 @@ def test_network_without_full_resolution_pairs(ndim, cell_types, pairless_levels
     assert out.shape == shape and out.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-@pytest.mark.parametrize("pairless_levels", [1, 2])
+@pytest.mark.parametrize("dtype,pairless_levels", [(jnp.float32, 2), (jnp.float64, 1)])
 def test_blocked_network_transforms(dtype, pairless_levels):
-    """jit on every grid size down to one cell, vmap, and gradients, in the
-    network's own dtype."""
+    """jit on grids down to one cell, vmap, and gradients, in the network's
+    own dtype (two levels: the transforms do not depend on the depth)."""
     network = solvers.ConjugateDirectionNetwork(
-        2, pairless_levels=pairless_levels, dtype=dtype, key=jax.random.key(0)
+        2,
+        levels=2,
+        pairless_levels=pairless_levels,
+        dtype=dtype,
+        key=jax.random.key(0),
     )
     call = jax.jit(lambda net, r: net(r))
-    for n in (1, 2, 5):
+    for n in (1, 5):
         out = call(network, jnp.ones((n, n + 1), dtype))
         assert out.shape == (n, n + 1) and out.dtype == dtype
         assert bool(jnp.all(jnp.isfinite(out)))
     residuals = random(13, (3, 6, 6), dtype)
-    batched = jax.vmap(network)(residuals)
+
+    @jax.jit
+    def batched_and_gradient(net, rs):
+        gradient = jax.grad(lambda n: jnp.sum(n(rs[0]) ** 2))(net)
+        return jax.vmap(net)(rs), gradient
+
+    batched, gradient = batched_and_gradient(network, residuals)
     np.testing.assert_allclose(
-        batched[1], network(residuals[1]), rtol=TOLERANCE[dtype], atol=1e-6
+        batched[1], call(network, residuals[1]), rtol=TOLERANCE[dtype], atol=1e-6
     )
-    gradient = jax.grad(lambda net: jnp.sum(net(residuals[0]) ** 2))(network)
     for leaf in jax.tree.leaves(gradient):
         assert bool(jnp.all(jnp.isfinite(leaf)))
     assert float(jnp.linalg.norm(gradient.lift.weight)) > 0
