@@ -13,7 +13,6 @@ matvec in float64 as in the solver's outer loop.
 
 import argparse
 import sys
-import time
 
 import jax
 
@@ -22,16 +21,7 @@ import jax.numpy as jnp
 
 import pde
 import solvers
-
-
-def per_call(function, *args, repeats=100):
-    """Seconds per call over back-to-back calls, compiled."""
-    jax.block_until_ready(function(*args))
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = function(*args)
-    jax.block_until_ready(out)
-    return (time.perf_counter() - start) / repeats
+from benchmarks.learned_cg import per_call
 
 
 def main():
@@ -61,10 +51,10 @@ def main():
         operator = pde.PressureOperator(cells, dtype_name="float64")
         vector = jax.random.normal(jax.random.key(1), (operator.shape[0],))
         residual = vector.reshape(shape).astype(jnp.float32)
-        matvec_seconds = per_call(matvec, operator, vector)
+        matvec_seconds = per_call(matvec, operator, vector, repeats=100)
         row = f"{'x'.join(map(str, shape)):12}{matvec_seconds * 1e3:9.3f}"
         for network in networks.values():
-            seconds = per_call(call, network, residual)
+            seconds = per_call(call, network, residual, repeats=100)
             row += f"  {seconds * 1e3:14.2f} ({seconds / matvec_seconds:6.1f})"
         print(row, flush=True)
 
