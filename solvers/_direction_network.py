@@ -78,7 +78,7 @@ class ConjugateDirectionNetwork(eqx.Module):
     taken with the composed kernel, which differs from the two
     convolutions in sequence only within one cell of the grid's edge. On
     the H100 a call at 256^3 costs about 205 float64 matvecs with
-    ``pairless_levels=0``, 33 with 1 (65 when it was computed on the full
+    ``pairless_levels=0``, 33-35 with 1 (65 when it was computed on the full
     grid, where moving its 16-channel tensors dominated) and 15 with 2;
     with 1 the pairs on the once-coarsened grid are 3.5 of its 5.9 ms.
     The network with 1 is the one shipped for multigrid steps: with 2 the
@@ -154,11 +154,17 @@ class ConjugateDirectionNetwork(eqx.Module):
 
         # down[l - first] serves level l >= first, up[l - pairless] level
         # pairless <= l < levels; the full grid's down pair is fine_in
-        first = max(1, pairless_levels)
         self.fine_in = pair() if pairless_levels == 0 else None
-        self.down = tuple(pair() for _ in range(levels - first + 1))
+        self.down = tuple(pair() for _ in range(levels - self._first_down_level + 1))
         self.bottom = pair()
         self.up = tuple(pair() for _ in range(levels - pairless_levels))
+
+    @property
+    def _first_down_level(self) -> int:
+        """The coarsest level's index is ``levels``; level 0 (the full
+        grid) keeps its pair in ``fine_in``, so ``down`` starts at 1 or
+        later."""
+        return max(1, self.pairless_levels)
 
     @property
     def full_resolution(self) -> bool:
@@ -192,7 +198,7 @@ class ConjugateDirectionNetwork(eqx.Module):
         """From the features of the once-coarsened grid down to the
         coarsest and back up to the once-coarsened grid, residual pairs on
         the levels from ``pairless_levels`` on."""
-        first = max(1, self.pairless_levels)
+        first = self._first_down_level
         skips = [None]
         for level in range(1, self.levels + 1):
             x = level_one if level == 1 else _pool(skips[-1], self.ndim)
