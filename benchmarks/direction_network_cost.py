@@ -1,13 +1,16 @@
 """Cost of one call of ``solvers.ConjugateDirectionNetwork`` in float64
 matvecs of the pressure operator, for each number of grid levels without
-residual pairs (``pairless_levels``), in one run.
+residual pairs (``pairless_levels``), channel count and network dtype, in
+one run.
 
     python benchmarks/direction_network_cost.py --ndim 3 --sizes 64 128 256   # GPU
+    python benchmarks/direction_network_cost.py --ndim 3 --sizes 128 256 \
+        --pairless-levels 1 --channels 8 16 --dtypes float32 bfloat16   # GPU
 
 Both are timed as the solver's loop runs them: 100 back-to-back compiled
 calls (a lone call also times its dispatch, which at 256^3 on an H100 is
 longer than the matvec). The cost does not depend on the weights, so the
-networks are freshly initialised. The network runs in float32, the
+networks are freshly initialised. The network runs in its dtype, the
 matvec in float64 as in the solver's outer loop.
 """
 
@@ -29,20 +32,28 @@ def main():
     parser.add_argument("--ndim", type=int, choices=(2, 3), default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--pairless-levels", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--channels", type=int, nargs="+", default=[16])
+    parser.add_argument("--dtypes", nargs="+", default=["float32"])
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"# python {' '.join(sys.argv)}")
     print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
     networks = {
-        k: solvers.ConjugateDirectionNetwork(
-            args.ndim, pairless_levels=k, key=jax.random.key(0)
+        (k, c, d): solvers.ConjugateDirectionNetwork(
+            args.ndim,
+            pairless_levels=k,
+            channels=c,
+            dtype=jnp.dtype(d),
+            key=jax.random.key(0),
         )
         for k in args.pairless_levels
+        for c in args.channels
+        for d in args.dtypes
     }
     call = jax.jit(lambda network, residual: network(residual))
     matvec = jax.jit(lambda operator, vector: operator.mv(vector))
     header = "grid        matvec ms" + "".join(
-        f"  pairless={k}: ms (matvecs)" for k in networks
+        f"  pairless={k} {c}ch {d}: ms (matvecs)" for k, c, d in networks
     )
     print(header)
     for size in args.sizes:

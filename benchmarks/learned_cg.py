@@ -31,6 +31,7 @@ import dataclasses
 import sys
 import time
 
+import equinox as eqx
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -123,6 +124,11 @@ def main():
         default=None,
         help="network file for 'learned+MG' instead of the shipped one",
     )
+    parser.add_argument(
+        "--network-dtype",
+        default=None,
+        help="run the networks in this dtype (e.g. bfloat16): their weights are cast",
+    )
     args = parser.parse_args()
     device = jax.devices()[0]
     print(f"# python {' '.join(sys.argv)}")
@@ -140,6 +146,15 @@ def main():
             if args.multigrid_weights
             else solvers.pretrained_network(args.ndim, multigrid=True)
         )
+    if args.network_dtype:
+        dtype = jnp.dtype(args.network_dtype)
+        networks = {
+            method: jax.tree.map(
+                lambda leaf: leaf.astype(dtype) if eqx.is_inexact_array(leaf) else leaf,
+                network,
+            )
+            for method, network in networks.items()
+        }
     network_call = jax.jit(lambda n, r, c: n(r.reshape(c.shape), c))
     print(
         f"{'problem':12} {'grid':>11} {'method':10} {'it 1e-4':>7} {'it 1e-6':>7} "

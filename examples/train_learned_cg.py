@@ -24,14 +24,15 @@ the four take 14.5 minutes together:
 
 The shipped networks for ``preconditioner_steps=True`` with multigrid
 (``pretrained_network(ndim, multigrid=True)``: no pairs on the full grid)
-are trained alone in the same way: 67 s in 2-D; in 3-D the one-step loss
-(68 s), then the energy loss (175 s), continued with another seed (167 s),
-on one H100; the three 3-D runs take 7.2 minutes of wall time together,
-inside one 10-minute run:
+are trained alone in the same way: 67 s in 2-D (16 channels); in 3-D, with
+8 channels, the one-step loss (40 s), then the energy loss (116 s),
+continued with another seed (122 s), on one H100; the three 3-D runs take
+4.9 minutes of wall time together, inside one 10-minute run:
 
     python examples/train_learned_cg.py --ndim 2 --pairless-levels 1
     python examples/train_learned_cg.py --ndim 3 --pairless-levels 1 \
-        --out one_step_3d_multigrid.eqx --checkpoints checkpoints/one_step_mg
+        --channels 8 --out one_step_3d_multigrid.eqx \
+        --checkpoints checkpoints/one_step_mg
     python examples/train_learned_cg.py --ndim 3 --pairless-levels 1 \
         --loss-steps 4 --steps 6800 --learning-rate 2e-4 \
         --init one_step_3d_multigrid.eqx --out energy_3d_multigrid.eqx \
@@ -39,6 +40,11 @@ inside one 10-minute run:
     python examples/train_learned_cg.py --ndim 3 --pairless-levels 1 \
         --loss-steps 4 --steps 6800 --learning-rate 2e-4 --seed 1 \
         --init energy_3d_multigrid.eqx --checkpoints checkpoints/energy_mg_2
+
+(``--channels`` applies to a network built from scratch; ``--init`` keeps
+the file's.) 8 channels in 3-D make a call at 256^3 cost 23 float64
+matvecs instead of 34 and carry over to larger grids better; in 2-D they
+needed more iterations at every size (``benchmarks/RESULTS.md``).
 
 Problems: fluid in a box with an open top, with random box and ball
 obstacles, and under a random smooth free surface (``pde.pressure_cells``),
@@ -90,7 +96,12 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--ritz", type=int, default=96)
     parser.add_argument("--levels", type=int, default=4)
-    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument(
+        "--channels",
+        type=int,
+        default=16,
+        help="features per cell (8 for the shipped 3-D multigrid network)",
+    )
     parser.add_argument(
         "--pairless-levels",
         type=int,

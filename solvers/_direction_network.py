@@ -76,16 +76,20 @@ class ConjugateDirectionNetwork(eqx.Module):
     of r, the projection of the upsampled y one on the block grid), so no
     multi-channel tensor is formed on the full grid; project(lift(r)) is
     taken with the composed kernel, which differs from the two
-    convolutions in sequence only within one cell of the grid's edge. On
-    the H100 a call at 256^3 costs about 205 float64 matvecs with
-    ``pairless_levels=0``, 33-35 with 1 (65 when it was computed on the full
-    grid, where moving its 16-channel tensors dominated) and 15 with 2;
-    with 1 the pairs on the once-coarsened grid are 3.5 of its 5.9 ms.
-    The network with 1 is the one shipped for multigrid steps: with 2 the
-    solver needs 1.4-1.9x the iterations at 256^3 and 1.05-1.36x the wall
-    time (``benchmarks/RESULTS.md``). A network without pairs on the full
-    grid is meant to be paired with a
-    multigrid step (``LearnedConjugateDirections(preconditioner_steps=True)``),
+    convolutions in sequence only within one cell of the grid's edge.
+
+    On the H100 a call at 256^3 with 16 channels costs about 205 float64
+    matvecs with ``pairless_levels=0``, 33-35 with 1 (65 when it was
+    computed on the full grid, where moving its 16-channel tensors
+    dominated) and 15 with 2; with 1 the pairs on the once-coarsened grid
+    are 3.5 of its 5.9 ms. With 1 and 8 channels, the shipped 3-D network
+    for multigrid steps, a call costs 22-25 matvecs (4.2 ms); with 2 (16
+    channels) the solver needed 1.4-1.9x the iterations at 256^3 and
+    1.05-1.36x the wall time (``benchmarks/RESULTS.md``). Half precision is
+    no cheaper: with 8-16 channels the bfloat16 network took 1.1-1.8x as
+    long on the H100. A network without pairs on the full grid is meant to
+    be paired with a multigrid step
+    (``LearnedConjugateDirections(preconditioner_steps=True)``),
     which handles the finest scales. ``levels=1`` is
     Kaneda et al.'s architecture; more levels reach further (the inverse
     of a Laplacian is global, a 3x3 stack of one level sees about 30 cells).
@@ -297,8 +301,9 @@ def pretrained_network(ndim: int, multigrid: bool = False) -> ConjugateDirection
     ``multigrid=False``: the network trained to work alone
     (``solvers/weights/conjugate_directions_{ndim}d.eqx``).
     ``multigrid=True``: the cheaper network without pairs on the full grid
-    (``pairless_levels=1``, ``conjugate_directions_{ndim}d_multigrid.eqx``), trained alone in the
-    same way, to be used with
+    (``pairless_levels=1``, ``conjugate_directions_{ndim}d_multigrid.eqx``;
+    8 channels in 3-D, 16 in 2-D), trained alone in the same way, to be
+    used with
     ``LearnedConjugateDirections(preconditioner_steps=True)`` and
     ``solve(..., preconditioner=solvers.Multigrid())``: the V-cycle takes
     the finest scales that the network no longer resolves."""

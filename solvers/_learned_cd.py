@@ -109,8 +109,8 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             what the V-cycle leaves near obstacles and free surfaces. With
             ``pretrained_network(3, multigrid=True)`` and
             ``num_orthogonal=8`` (with 2 the free surface needs 3x more
-            iterations at 256^3): 8-13 iterations to 1e-4 and 13-23 to 1e-6
-            at 128^3, 10-14 / 17-31 at 256^3, against multigrid-PCG's 25-34
+            iterations at 256^3): 10-13 iterations to 1e-4 and 15-22 to 1e-6
+            at 128^3, 14-16 / 23-27 at 256^3, against multigrid-PCG's 25-34
             / 35-50 and 34-43 / 50-66 (``benchmarks/RESULTS.md``).
 
     References:
