@@ -52,10 +52,10 @@ def main():
     }
     call = jax.jit(lambda network, residual: network(residual))
     matvec = jax.jit(lambda operator, vector: operator.mv(vector))
-    header = "grid        matvec ms" + "".join(
-        f"  pairless={k} {c}ch {d}: ms (matvecs)" for k, c, d in networks
-    )
-    print(header)
+    print("ms (matvecs) per call; columns: pairless_levels/channels/dtype")
+    labels = [f"{k}/{c}/{d}" for k, c, d in networks]
+    width = max(16, *map(len, labels))
+    print(f"{'grid':12}{'matvec ms':>9}" + "".join(f"  {x:>{width}}" for x in labels))
     for size in args.sizes:
         shape = (size,) * args.ndim
         cells = pde.pressure_cells("obstacles", shape, jax.random.key(7))
@@ -66,7 +66,8 @@ def main():
         row = f"{'x'.join(map(str, shape)):12}{matvec_seconds * 1e3:9.3f}"
         for network in networks.values():
             seconds = per_call(call, network, residual, repeats=100)
-            row += f"  {seconds * 1e3:14.2f} ({seconds / matvec_seconds:6.1f})"
+            cell = f"{seconds * 1e3:.2f} ({seconds / matvec_seconds:.1f})"
+            row += f"  {cell:>{width}}"
         print(row, flush=True)
 
 

@@ -42,8 +42,8 @@ continued with another seed (122 s), on one H100; the three 3-D runs take
         --init energy_3d_multigrid.eqx --checkpoints checkpoints/energy_mg_2
 
 (``--channels`` applies to a network built from scratch; ``--init`` keeps
-the file's.) 8 channels in 3-D make a call at 256^3 cost 23 float64
-matvecs instead of 34 and carry over to larger grids better; in 2-D they
+the file's.) 8 channels in 3-D make a call at 256^3 cost 22-25 float64
+matvecs instead of 33-35 and carry over to larger grids better; in 2-D they
 needed more iterations at every size (``benchmarks/RESULTS.md``).
 
 Problems: fluid in a box with an open top, with random box and ball

@@ -86,7 +86,7 @@ class ConjugateDirectionNetwork(eqx.Module):
     for multigrid steps, a call costs 22-25 matvecs (4.2 ms); with 2 (16
     channels) the solver needed 1.4-1.9x the iterations at 256^3 and
     1.05-1.36x the wall time (``benchmarks/RESULTS.md``). Half precision is
-    no cheaper: with 8-16 channels the bfloat16 network took 1.1-1.8x as
+    no cheaper: with 8-16 channels the bfloat16 network took 1.1-2.5x as
     long on the H100. A network without pairs on the full grid is meant to
     be paired with a multigrid step
     (``LearnedConjugateDirections(preconditioner_steps=True)``),
