@@ -1,7 +1,7 @@
 """Cost of one call of ``solvers.ConjugateDirectionNetwork`` in float64
 matvecs of the pressure operator, for each number of grid levels without
-residual pairs (``pairless_levels``), channel count and network dtype, in
-one run.
+residual pairs (``pairless_levels``, ``pairless_up_levels``), number of
+levels, channel count and network dtype, in one run.
 
     python benchmarks/direction_network_cost.py --ndim 3 --sizes 64 128 256   # GPU
     python benchmarks/direction_network_cost.py --ndim 3 --sizes 128 256 \
@@ -32,6 +32,15 @@ def main():
     parser.add_argument("--ndim", type=int, choices=(2, 3), default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--pairless-levels", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--pairless-up-levels",
+        type=int,
+        nargs="+",
+        default=None,
+        help="also without the up pair below these levels (default: as "
+        "pairless_levels)",
+    )
+    parser.add_argument("--levels", type=int, nargs="+", default=[4])
     parser.add_argument("--channels", type=int, nargs="+", default=[16])
     parser.add_argument("--dtypes", nargs="+", default=["float32"])
     args = parser.parse_args()
@@ -39,21 +48,29 @@ def main():
     print(f"# python {' '.join(sys.argv)}")
     print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
     networks = {
-        (k, c, d): solvers.ConjugateDirectionNetwork(
+        (k, u, n, c, d): solvers.ConjugateDirectionNetwork(
             args.ndim,
+            levels=n,
             pairless_levels=k,
+            pairless_up_levels=u,
             channels=c,
             dtype=jnp.dtype(d),
             key=jax.random.key(0),
         )
         for k in args.pairless_levels
+        for u in (args.pairless_up_levels or [k])
+        if u >= k
+        for n in args.levels
         for c in args.channels
         for d in args.dtypes
     }
     call = jax.jit(lambda network, residual: network(residual))
     matvec = jax.jit(lambda operator, vector: operator.mv(vector))
-    print("ms (matvecs) per call; columns: pairless_levels/channels/dtype")
-    labels = [f"{k}/{c}/{d}" for k, c, d in networks]
+    print(
+        "ms (matvecs) per call; columns: "
+        "pairless_levels/pairless_up_levels/levels/channels/dtype"
+    )
+    labels = ["/".join(map(str, hyperparameters)) for hyperparameters in networks]
     width = max(16, *map(len, labels))
     print(f"{'grid':12}{'matvec ms':>9}" + "".join(f"  {x:>{width}}" for x in labels))
     for size in args.sizes:

@@ -111,6 +111,14 @@ def main():
         "networks)",
     )
     parser.add_argument(
+        "--pairless-up-levels",
+        type=int,
+        default=None,
+        help="grid levels without the residual pair on the way up (default: "
+        "--pairless-levels; 2 with --pairless-levels 1 drops the up pair of "
+        "the once-coarsened grid)",
+    )
+    parser.add_argument(
         "--multigrid",
         action="store_true",
         help="train inside the iteration of preconditioner_steps=True with "
@@ -166,6 +174,7 @@ def main():
             levels=args.levels,
             cell_types=args.cell_types,
             pairless_levels=args.pairless_levels,
+            pairless_up_levels=args.pairless_up_levels,
             key=network_key,
         )
     start = time.perf_counter()

@@ -77,6 +77,10 @@ class ConjugateDirectionNetwork(eqx.Module):
     multi-channel tensor is formed on the full grid; project(lift(r)) is
     taken with the composed kernel, which differs from the two
     convolutions in sequence only within one cell of the grid's edge.
+    ``pairless_up_levels`` (default ``pairless_levels``, at least that, and
+    only with ``pairless_levels >= 1``) drops the up pairs of more levels:
+    2 with ``pairless_levels=1`` leaves the once-coarsened grid with its
+    down pair only.
 
     On the H100 a call at 256^3 with 16 channels costs about 205 float64
     matvecs with ``pairless_levels=0``, 33-35 with 1 (65 when it was
@@ -85,7 +89,11 @@ class ConjugateDirectionNetwork(eqx.Module):
     are 3.5 of its 5.9 ms. With 1 and 8 channels, the shipped 3-D network
     for multigrid steps, a call costs 22-25 matvecs (4.2 ms); with 2 (16
     channels) the solver needed 1.4-1.9x the iterations at 256^3 and
-    1.05-1.36x the wall time (``benchmarks/RESULTS.md``). Half precision is
+    1.05-1.36x the wall time. Without the up pair of the once-coarsened
+    grid (``pairless_up_levels=2``, 8 channels) a call costs 18 matvecs
+    but the solver needed 1.2-1.7x the iterations to 1e-6 at 256^3; a
+    fifth level (``levels=5``) cut them at 64^3 and 128^3 but not at 256^3
+    (``benchmarks/RESULTS.md``). Half precision is
     no cheaper: with 8-16 channels the bfloat16 network took 1.1-2.5x as
     long on the H100. A network without pairs on the full grid is meant to
     be paired with a multigrid step
@@ -111,6 +119,7 @@ class ConjugateDirectionNetwork(eqx.Module):
     cell_types: bool = eqx.field(static=True)
     levels: int = eqx.field(static=True)
     pairless_levels: int = eqx.field(static=True)
+    pairless_up_levels: int = eqx.field(static=True)
     lift: eqx.nn.Conv
     fine_in: _ResidualPair | None
     down: tuple[_ResidualPair, ...]
@@ -126,6 +135,7 @@ class ConjugateDirectionNetwork(eqx.Module):
         cell_types=False,
         levels: int = 4,
         pairless_levels: int = 0,
+        pairless_up_levels: int | None = None,
         dtype=jnp.float32,
         key,
     ):
@@ -147,6 +157,21 @@ class ConjugateDirectionNetwork(eqx.Module):
                 f"[0, levels={levels}], got {pairless_levels}."
             )
         self.pairless_levels = pairless_levels
+        if pairless_up_levels is None:
+            pairless_up_levels = pairless_levels
+        # the full grid's path always has its up pair, so only a network
+        # without pairs there can drop more of them
+        highest = levels if pairless_levels > 0 else 0
+        if not (
+            isinstance(pairless_up_levels, int)
+            and pairless_levels <= pairless_up_levels <= highest
+        ):
+            raise ValueError(
+                "ConjugateDirectionNetwork: pairless_up_levels must be an int in "
+                f"[pairless_levels={pairless_levels}, {highest}], got "
+                f"{pairless_up_levels}."
+            )
+        self.pairless_up_levels = pairless_up_levels
         keys = list(jax.random.split(key, 4 + 2 * levels))
         inputs = 4 if cell_types else 1
         conv = dict(padding=1, dtype=dtype)
@@ -156,12 +181,13 @@ class ConjugateDirectionNetwork(eqx.Module):
         def pair():
             return _ResidualPair(ndim, channels, dtype, keys.pop())
 
-        # down[l - first] serves level l >= first, up[l - pairless] level
-        # pairless <= l < levels; the full grid's down pair is fine_in
+        # down[l - first] serves level l >= first, up[l - pairless_up]
+        # level pairless_up <= l < levels; the full grid's down pair is
+        # fine_in
         self.fine_in = pair() if pairless_levels == 0 else None
         self.down = tuple(pair() for _ in range(levels - self._first_down_level + 1))
         self.bottom = pair()
-        self.up = tuple(pair() for _ in range(levels - pairless_levels))
+        self.up = tuple(pair() for _ in range(levels - pairless_up_levels))
 
     @property
     def _first_down_level(self) -> int:
@@ -210,8 +236,8 @@ class ConjugateDirectionNetwork(eqx.Module):
         y = self.bottom(skips[-1])
         for level in range(self.levels - 1, 0, -1):
             y = skips[level] + _upsample(y, skips[level].shape[1:])
-            if level >= self.pairless_levels:
-                y = self.up[level - self.pairless_levels](y)
+            if level >= self.pairless_up_levels:
+                y = self.up[level - self.pairless_up_levels](y)
         return y
 
     def _blocked_call(self, x, shape):
@@ -251,6 +277,7 @@ def _hyperparameters(network):
         "cell_types": network.cell_types,
         "levels": network.levels,
         "pairless_levels": network.pairless_levels,
+        "pairless_up_levels": network.pairless_up_levels,
         "dtype": jnp.dtype(network.dtype).name,
     }
 
@@ -279,14 +306,18 @@ def load_network(path) -> ConjugateDirectionNetwork:
         )
     with path.open("rb") as file:
         hyperparameters = json.loads(file.readline())
+        pairless_levels = hyperparameters.get(
+            "pairless_levels",
+            0 if hyperparameters.get("full_resolution", True) else 1,
+        )
         like = ConjugateDirectionNetwork(
             hyperparameters["ndim"],
             channels=hyperparameters["channels"],
             cell_types=hyperparameters["cell_types"],
             levels=hyperparameters["levels"],
-            pairless_levels=hyperparameters.get(
-                "pairless_levels",
-                0 if hyperparameters.get("full_resolution", True) else 1,
+            pairless_levels=pairless_levels,
+            pairless_up_levels=hyperparameters.get(
+                "pairless_up_levels", pairless_levels
             ),
             dtype=jnp.dtype(hyperparameters["dtype"]),
             key=jax.random.key(0),

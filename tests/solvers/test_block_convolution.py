@@ -120,9 +120,12 @@ def test_composed_kernel_away_from_walls(ndim, n, dtype):
 
 
 @pytest.mark.parametrize(
-    "ndim,cell_types,pairless_levels", [(2, False, 1), (2, True, 2), (3, True, 1)]
+    "ndim,cell_types,pairless_levels,pairless_up_levels",
+    [(2, False, 1, 1), (2, True, 2, 2), (3, True, 1, 1), (3, False, 1, 2)],
 )
-def test_network_without_full_resolution_pairs(ndim, cell_types, pairless_levels):
+def test_network_without_full_resolution_pairs(
+    ndim, cell_types, pairless_levels, pairless_up_levels
+):
     """project(lift(x) + upsample(relu(y))) with y from the pooled lift:
     exact on the whole grid for the upsampled part and away from the
     walls for project(lift(x))."""
@@ -130,11 +133,13 @@ def test_network_without_full_resolution_pairs(ndim, cell_types, pairless_levels
         ndim,
         cell_types=cell_types,
         pairless_levels=pairless_levels,
+        pairless_up_levels=pairless_up_levels,
         key=jax.random.key(3),
     )
-    # residual pairs from level pairless_levels on, two at the coarsest
+    # residual pairs from level pairless_levels on, two at the coarsest;
+    # on the way up from pairless_up_levels on
     assert len(network.down) == network.levels - pairless_levels + 1
-    assert len(network.up) == network.levels - pairless_levels
+    assert len(network.up) == network.levels - pairless_up_levels
     shape = (16,) * ndim
     residual = random(11, shape, jnp.float32)
     types = jax.random.randint(jax.random.key(12), shape, 0, 3)

@@ -203,15 +203,22 @@ def test_jit_vmap_and_gradient():
     np.testing.assert_allclose(operator.mv(gradient), weights, atol=1e-8)
 
 
-@pytest.mark.parametrize("pairless_levels", [0, 1, 2])
-def test_save_load_round_trip(tmp_path, pairless_levels):
+@pytest.mark.parametrize(
+    "pairless_levels,pairless_up_levels", [(0, 0), (1, 1), (2, 2), (1, 2)]
+)
+def test_save_load_round_trip(tmp_path, pairless_levels, pairless_up_levels):
     network = solvers.ConjugateDirectionNetwork(
-        3, cell_types=True, pairless_levels=pairless_levels, key=jax.random.key(5)
+        3,
+        cell_types=True,
+        pairless_levels=pairless_levels,
+        pairless_up_levels=pairless_up_levels,
+        key=jax.random.key(5),
     )
     path = solvers.save_network(tmp_path / "net.eqx", network)
     loaded = solvers.load_network(path)
     assert (loaded.ndim, loaded.channels, loaded.cell_types) == (3, 16, True)
     assert loaded.pairless_levels == pairless_levels
+    assert loaded.pairless_up_levels == pairless_up_levels
     residual = jax.random.normal(jax.random.key(1), (6, 7, 5))
     cells = pde.pressure_cells("box", (6, 7, 5))
     for saved, read in zip(
@@ -362,6 +369,16 @@ def test_bad_input():
         solvers.ConjugateDirectionNetwork(
             2, levels=3, pairless_levels=4, key=jax.random.key(0)
         )
+    # the full grid's path has no place without its up pair
+    for pairless, up in ((0, 1), (2, 1), (1, 4)):
+        with pytest.raises(ValueError, match="pairless_up_levels"):
+            solvers.ConjugateDirectionNetwork(
+                2,
+                levels=3,
+                pairless_levels=pairless,
+                pairless_up_levels=up,
+                key=jax.random.key(0),
+            )
 
 
 class _NegatedPressure(solvers.LinearOperator):
