@@ -91,9 +91,9 @@ class ConjugateDirectionNetwork(eqx.Module):
     channels) the solver needed 1.4-1.9x the iterations at 256^3 and
     1.05-1.36x the wall time. Without the up pair of the once-coarsened
     grid (``pairless_up_levels=2``, 8 channels) a call costs 18 matvecs
-    but the solver needed 1.2-1.7x the iterations to 1e-6 at 256^3; a
-    fifth level (``levels=5``) cut them at 64^3 and 128^3 but not at 256^3
-    (``benchmarks/RESULTS.md``). Half precision is
+    but the solver needed up to 1.7x the iterations to 1e-6 at 256^3 (2.1x
+    on unseen shapes); a fifth level (``levels=5``) cut them at 64^3 and
+    128^3 but not at 256^3 (``benchmarks/RESULTS.md``). Half precision is
     no cheaper: with 8-16 channels the bfloat16 network took 1.1-2.5x as
     long on the H100. A network without pairs on the full grid is meant to
     be paired with a multigrid step
