@@ -69,6 +69,22 @@ class PressureOperator(LinearOperator):
         return jnp.dtype(self.dtype_name)
 
     @property
+    def boundary(self) -> str:
+        """Outside the grid is solid: Neumann faces. ``solvers.Multigrid``
+        reads this to interpolate up to the walls (with zero beyond them,
+        its Dirichlet default, PCG needed 20/27/36 iterations to 1e-4 on
+        the box at 32^3/64^3/128^3 instead of a flat 4)."""
+        return "neumann"
+
+    @property
+    def exterior(self) -> Array:
+        """The solid cells: outside the domain, behind Neumann faces, with
+        decoupled identity rows. ``solvers.Multigrid`` reads this to keep
+        its interpolation off them (air cells, behind Dirichlet faces,
+        stay in: their identity rows are the right penalty there)."""
+        return self.cell_types == SOLID
+
+    @property
     def fluid(self) -> Float[Array, "..."]:
         """1 on fluid cells, 0 elsewhere (the cells whose rows couple)."""
         return (self.cell_types == FLUID).astype(self.dtype)
