@@ -25,13 +25,14 @@ the four take 14.5 minutes together:
 The shipped networks for ``preconditioner_steps=True`` with multigrid
 (``pretrained_network(ndim, multigrid=True)``: no pairs on the full grid)
 are trained alone in the same way: 67 s in 2-D (16 channels); in 3-D, with
-8 channels, the one-step loss (40 s), then the energy loss (116 s),
-continued with another seed (122 s), on one H100; the three 3-D runs take
-4.9 minutes of wall time together, inside one 10-minute run:
+8 channels and no up pair on the once-coarsened grid either, the one-step
+loss (64 s), then the energy loss (141 s), continued with another seed
+(153 s), on one H100; the three 3-D runs take 6.0 minutes of wall time
+together, inside one 10-minute run:
 
     python examples/train_learned_cg.py --ndim 2 --pairless-levels 1
     python examples/train_learned_cg.py --ndim 3 --pairless-levels 1 \
-        --channels 8 --out one_step_3d_multigrid.eqx \
+        --channels 8 --pairless-up-levels 2 --out one_step_3d_multigrid.eqx \
         --checkpoints checkpoints/one_step_mg
     python examples/train_learned_cg.py --ndim 3 --pairless-levels 1 \
         --loss-steps 4 --steps 6800 --learning-rate 2e-4 \
@@ -41,10 +42,12 @@ continued with another seed (122 s), on one H100; the three 3-D runs take
         --loss-steps 4 --steps 6800 --learning-rate 2e-4 --seed 1 \
         --init energy_3d_multigrid.eqx --checkpoints checkpoints/energy_mg_2
 
-(``--channels`` applies to a network built from scratch; ``--init`` keeps
-the file's.) 8 channels in 3-D make a call at 256^3 cost 22-25 float64
-matvecs instead of 33-35 and carry over to larger grids better; in 2-D they
-needed more iterations at every size (``benchmarks/RESULTS.md``).
+(``--channels`` and ``--pairless-up-levels`` apply to a network built from
+scratch; ``--init`` keeps the file's.) 8 channels in 3-D make a call at
+256^3 cost 24-25 float64 matvecs instead of 33-35, and dropping the up
+pair 18; with the V-cycle that knows the pressure walls the solver needs
+no more iterations for either (in 2-D 8 channels needed more iterations
+at every size; ``benchmarks/RESULTS.md``).
 
 Problems: fluid in a box with an open top, with random box and ball
 obstacles, and under a random smooth free surface (``pde.pressure_cells``),

@@ -86,14 +86,16 @@ class ConjugateDirectionNetwork(eqx.Module):
     matvecs with ``pairless_levels=0``, 33-35 with 1 (65 when it was
     computed on the full grid, where moving its 16-channel tensors
     dominated) and 15 with 2; with 1 the pairs on the once-coarsened grid
-    are 3.5 of its 5.9 ms. With 1 and 8 channels, the shipped 3-D network
-    for multigrid steps, a call costs 22-25 matvecs (4.2 ms); with 2 (16
-    channels) the solver needed 1.4-1.9x the iterations at 256^3 and
-    1.05-1.36x the wall time. Without the up pair of the once-coarsened
-    grid (``pairless_up_levels=2``, 8 channels) a call costs 18 matvecs
-    but the solver needed up to 1.7x the iterations to 1e-6 at 256^3 (2.1x
-    on unseen shapes); a fifth level (``levels=5``) cut them at 64^3 and
-    128^3 but not at 256^3 (``benchmarks/RESULTS.md``). Half precision is
+    are 3.5 of its 5.9 ms. With 1 and 8 channels a call costs 24-25
+    matvecs (4.2 ms); with 2 (16 channels) the solver needed 1.4-1.9x the
+    iterations at 256^3 and 1.05-1.36x the wall time. The shipped 3-D
+    network for multigrid steps also drops the up pair of the
+    once-coarsened grid (``pairless_up_levels=2``, 8 channels): a call
+    costs 18 matvecs (3.1 ms), and with ``solvers.Multigrid`` aware of the
+    pressure walls the solver needs no more iterations than with the up
+    pair (with the earlier V-cycle it needed up to 1.7x). A fifth level
+    (``levels=5``) cut the iterations at 64^3 and 128^3 but not at 256^3
+    (``benchmarks/RESULTS.md``). Half precision is
     no cheaper: with 8-16 channels the bfloat16 network took 1.1-2.5x as
     long on the H100. A network without pairs on the full grid is meant to
     be paired with a multigrid step
@@ -333,7 +335,8 @@ def pretrained_network(ndim: int, multigrid: bool = False) -> ConjugateDirection
     (``solvers/weights/conjugate_directions_{ndim}d.eqx``).
     ``multigrid=True``: the cheaper network without pairs on the full grid
     (``pairless_levels=1``, ``conjugate_directions_{ndim}d_multigrid.eqx``;
-    8 channels in 3-D, 16 in 2-D), trained alone in the same way, to be
+    in 3-D 8 channels and ``pairless_up_levels=2``, in 2-D 16 channels),
+    trained alone in the same way, to be
     used with
     ``LearnedConjugateDirections(preconditioner_steps=True)`` and
     ``solve(..., preconditioner=solvers.Multigrid())``: the V-cycle takes

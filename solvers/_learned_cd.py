@@ -110,10 +110,11 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             ``pretrained_network(3, multigrid=True)`` and
             ``num_orthogonal=8`` (with 2 the free surface needs 3x more
             iterations at 256^3), on pressure problems: 3-5 iterations to
-            1e-4 and 5-8 to 1e-6 at 128^3, 3-6 / 5-10 at 256^3, against
+            1e-4 and 5-8 to 1e-6 at 128^3, 3-6 / 5-9 at 256^3, against
             multigrid-PCG's 4-8 / 6-12 and 4-10 / 6-17 (unseen, crowded
-            obstacles: 7 / 10 and 8 / 14 against 11 / 18 and 17 / 28), at
-            1.05-1.25x its wall time on an H100 (``benchmarks/RESULTS.md``).
+            obstacles: 7 / 11 and 7 / 13 against 11 / 18 and 17 / 28), at
+            0.94-1.20x its wall time at 256^3 on an H100
+            (``benchmarks/RESULTS.md``).
 
     References:
         A. Kaneda, O. Akar, J. Chen, V. A. T. Kala, D. Hyde, J. Teran, "A Deep
