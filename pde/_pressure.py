@@ -72,7 +72,7 @@ class PressureOperator(LinearOperator):
     def boundary(self) -> str:
         """Outside the grid is solid: Neumann faces. ``solvers.Multigrid``
         reads this to interpolate up to the walls (with zero beyond them,
-        its Dirichlet default, PCG needed 20/27/36 iterations to 1e-4 on
+        its Dirichlet default, PCG needed 15/20/27 iterations to 1e-4 on
         the box at 32^3/64^3/128^3 instead of a flat 4)."""
         return "neumann"
 

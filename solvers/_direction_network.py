@@ -95,15 +95,14 @@ class ConjugateDirectionNetwork(eqx.Module):
     pressure walls the solver needs no more iterations than with the up
     pair (with the earlier V-cycle it needed up to 1.7x). A fifth level
     (``levels=5``) cut the iterations at 64^3 and 128^3 but not at 256^3
-    (``benchmarks/RESULTS.md``). Half precision is
-    no cheaper: with 8-16 channels the bfloat16 network took 1.1-2.5x as
-    long on the H100. A network without pairs on the full grid is meant to
-    be paired with a multigrid step
-    (``LearnedConjugateDirections(preconditioner_steps=True)``),
-    which handles the finest scales. ``levels=1`` is
-    Kaneda et al.'s architecture; more levels reach further (the inverse
-    of a Laplacian is global, a 3x3 stack of one level sees about 30 cells).
-    Fully
+    (``benchmarks/RESULTS.md``). Half precision is no cheaper: with 8-16
+    channels the bfloat16 network took 1.1-2.5x as long on the H100.
+
+    A network without pairs on the full grid is meant to be paired with a
+    multigrid step (``LearnedConjugateDirections(preconditioner_steps=True)``),
+    which handles the finest scales. ``levels=1`` is Kaneda et al.'s
+    architecture; more levels reach further (the inverse of a Laplacian is
+    global, a 3x3 stack of one level sees about 30 cells). Fully
     convolutional with zero padding, so one set of weights serves every grid
     size. With ``cell_types`` the cell type (fluid / solid / air, one-hot)
     is fed as extra input channels.
@@ -308,19 +307,17 @@ def load_network(path) -> ConjugateDirectionNetwork:
         )
     with path.open("rb") as file:
         hyperparameters = json.loads(file.readline())
-        pairless_levels = hyperparameters.get(
-            "pairless_levels",
-            0 if hyperparameters.get("full_resolution", True) else 1,
-        )
         like = ConjugateDirectionNetwork(
             hyperparameters["ndim"],
             channels=hyperparameters["channels"],
             cell_types=hyperparameters["cell_types"],
             levels=hyperparameters["levels"],
-            pairless_levels=pairless_levels,
-            pairless_up_levels=hyperparameters.get(
-                "pairless_up_levels", pairless_levels
+            pairless_levels=hyperparameters.get(
+                "pairless_levels",
+                0 if hyperparameters.get("full_resolution", True) else 1,
             ),
+            # absent in files written before it existed: the default
+            pairless_up_levels=hyperparameters.get("pairless_up_levels"),
             dtype=jnp.dtype(hyperparameters["dtype"]),
             key=jax.random.key(0),
         )

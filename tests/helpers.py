@@ -3,7 +3,10 @@
 import csv
 from pathlib import Path
 
+import jax
 import numpy as np
+
+import pde
 
 DATA = Path(__file__).with_name("data")
 
@@ -99,3 +102,12 @@ def run_with_eight_host_devices(script: str) -> str:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+def pressure_problem(shape=(32, 32), kind="obstacles", seed=1, dtype="float64"):
+    """A pressure Poisson system of ``pde.pressure_cells`` and a random
+    right-hand side on its fluid cells."""
+    cells = pde.pressure_cells(kind, shape, jax.random.key(seed))
+    operator = pde.PressureOperator(cells, dtype_name=dtype)
+    b = jax.random.normal(jax.random.key(seed + 1), (operator.shape[0],), dtype)
+    return operator, b * operator.fluid.reshape(-1)

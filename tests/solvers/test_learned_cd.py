@@ -14,13 +14,7 @@ import pytest
 import pde
 import solvers
 from solvers._learned_cd import a_orthogonalise
-
-
-def pressure_problem(shape=(32, 32), kind="obstacles", seed=1, dtype="float64"):
-    cells = pde.pressure_cells(kind, shape, jax.random.key(seed))
-    operator = pde.PressureOperator(cells, dtype_name=dtype)
-    b = jax.random.normal(jax.random.key(seed + 1), (operator.shape[0],), dtype)
-    return operator, b * operator.fluid.reshape(-1)
+from tests.helpers import pressure_problem
 
 
 def nan_network(ndim=2):
