@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special as sp
 
-import numerics
+from sciax import numerics
 
 
 def families(size, rng):

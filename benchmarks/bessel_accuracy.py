@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import numerics
+from sciax import numerics
 from tests.helpers import bessel_reference, mixed_error
 
 

@@ -14,7 +14,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 
-import numerics
+from sciax import numerics
 
 
 def main():

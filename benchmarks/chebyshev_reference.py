@@ -20,8 +20,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 import numpy as np
 
-import pde
-import solvers
+from sciax import pde, solvers
 
 TWO_PI = 2 * np.pi
 PROBLEMS = {

@@ -20,9 +20,8 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np
 import scipy.sparse.linalg as spla
 
-import pde
-import solvers
 from benchmarks.multigrid import assemble
+from sciax import pde, solvers
 
 
 def main():

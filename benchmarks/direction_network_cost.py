@@ -22,9 +22,8 @@ import jax
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 
-import pde
-import solvers
 from benchmarks.learned_cg import per_call
+from sciax import pde, solvers
 
 
 def main():

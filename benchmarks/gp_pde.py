@@ -26,8 +26,8 @@ import numpy as np
 import optax
 from chebyshev_reference import GP_HM, PROBLEMS, chebyshev_run, equation_for
 
-import pde
-from pde import _gp_solve
+from sciax import pde
+from sciax.pde.gp import _gp_solve
 
 # paper grids (points per dimension)
 POINTS = {"P1": 400, "P2": 900, "P3": 400, "P4": 400, "P5": 400, "A1": 400, "A2": 400}

@@ -25,9 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from gp_pde import kernel_step_seconds, parse_arguments
 
-import pde
-import solvers
-from pde import _gp_box
+from sciax import pde, solvers
+from sciax.pde.gp import _gp_box
 
 TWO_PI = 2 * np.pi
 

@@ -29,8 +29,7 @@ import scipy.sparse as sps
 import scipy.sparse.linalg as spla
 from jax import lax
 
-import pde
-import solvers
+from sciax import pde, solvers
 
 FAMILIES = {
     "darcy": pde.darcy_operator,

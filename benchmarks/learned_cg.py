@@ -37,8 +37,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 
-import pde
-import solvers
+from sciax import pde, solvers
 
 TOLERANCES = (1e-4, 1e-6)
 PROBLEMS = {

@@ -20,9 +20,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 import numpy as np
 
-import operators
-import pde
-import solvers
+from sciax import operators, pde, solvers
 
 
 def timed(function):

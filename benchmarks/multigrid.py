@@ -25,8 +25,7 @@ import numpy as np
 import scipy.sparse as sps
 import scipy.sparse.linalg as spla
 
-import pde
-import solvers
+from sciax import pde, solvers
 
 
 def assemble(operator):

@@ -18,7 +18,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np
 from operator_learning import load_split, pyplot, run_example
 
-import pde
+from sciax import pde
 
 SETTINGS = {
     "small": dict(

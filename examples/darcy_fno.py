@@ -19,7 +19,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 from operator_learning import load_split, pyplot, run_example, train_fno
 
-import pde
+from sciax import pde
 
 SETTINGS = {
     "quick": dict(

@@ -22,7 +22,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 import numpy as np
 
-import pde
+from sciax import pde
 
 DOMAIN = ((0.0, 2 * np.pi), (0.0, 2 * np.pi))
 

@@ -21,7 +21,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 import numpy as np
 
-import pde
+from sciax import pde
 
 TWO_PI = 2 * np.pi
 PROBLEMS = {

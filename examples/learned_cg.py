@@ -21,8 +21,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 
-import pde
-import solvers
+from sciax import pde, solvers
 
 
 def compare(kind, shape, network, multigrid_network, seed=3, rtol=1e-6):

@@ -9,8 +9,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-import operators
-import pde
+from sciax import operators, pde
 
 
 def load_split(directory, resolution, train_samples, dtype=jnp.float32):

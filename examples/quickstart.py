@@ -41,9 +41,7 @@ import scipy.special as sp
 import scipy.stats
 from operator_learning import test_errors
 
-import numerics
-import pde
-import solvers
+from sciax import numerics, pde, solvers
 
 
 def bessel_where_scipy_fails():

@@ -63,8 +63,7 @@ from pathlib import Path
 
 import jax
 
-import pde
-import solvers
+from sciax import pde, solvers
 
 KINDS = ("box", "obstacles", "free-surface")
 # ndim: (grid, steps, batch, learning rate, loss steps). 3-D starts with the
@@ -161,7 +160,7 @@ def main():
     variant = f"{args.ndim}d_multigrid" if args.pairless_levels else f"{args.ndim}d"
     out = Path(
         args.out
-        or Path(solvers.__file__).parent
+        or Path(solvers.learned.__file__).parent
         / "weights"
         / f"conjugate_directions_{variant}.eqx"
     )

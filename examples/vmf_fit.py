@@ -20,7 +20,7 @@ import jax.random as jr
 import numpy as np
 import scipy.stats
 
-import numerics
+from sciax import numerics
 
 
 def main():

@@ -17,8 +17,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
-from solvers._checkpoint import load_checkpoint, save_checkpoint
-
+from .._checkpoint import load_checkpoint, save_checkpoint
 from ._losses import relative_lp_loss
 from ._normaliser import UnitGaussianNormaliser
 

@@ -4,7 +4,7 @@ for sequences of related systems (the Krylov recycling benchmarks)."""
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from solvers import DiffusionOperator, FunctionOperator
+from ..solvers import DiffusionOperator, FunctionOperator
 
 
 def darcy_operator(log_coefficient: Float[Array, "n2 n2"]) -> DiffusionOperator:

@@ -9,7 +9,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float, Int
 
-from solvers import LinearOperator
+from ..solvers import LinearOperator
 
 FLUID, SOLID, AIR = 0, 1, 2
 

@@ -5,7 +5,7 @@ from typing import Any
 import equinox as eqx
 from jaxtyping import Array, Float
 
-from ._results import RESULTS
+from .._results import RESULTS
 
 
 class Solution(eqx.Module):

@@ -5,11 +5,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._results import RESULTS
 from ._operator import FunctionOperator, as_operator
-from ._preconditioner import as_preconditioner, identity
-from ._results import RESULTS
 from ._solution import Solution
 from ._solver import AbstractLinearSolver
+from .preconditioners._preconditioner import as_preconditioner, identity
 
 
 def _check_inputs(operator, b, solver, x0, adjoint):

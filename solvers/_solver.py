@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._results import RESULTS
+from .._results import RESULTS
 
 
 class AbstractLinearSolver(eqx.Module):

@@ -6,7 +6,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import pde
+from sciax import pde
 
 DATA = Path(__file__).with_name("data")
 

@@ -7,7 +7,7 @@ import pytest
 import scipy.special as sp
 from jax.test_util import check_grads
 
-import numerics
+from sciax import numerics
 from tests.helpers import eps, mixed_error
 
 ORDERS = np.array([0.0, 0.3, 1.0, 2.5, 7.0, 19.5, 20.0, 35.0, 400.0, 3e4])

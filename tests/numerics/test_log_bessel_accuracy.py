@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import numerics
+from sciax import numerics
 from tests.helpers import bessel_reference, eps, mixed_error
 
 pytestmark = pytest.mark.skipif(

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-import numerics
+from sciax import numerics
 
 
 def test_log_normalizer_against_closed_form_and_scipy():

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-import operators
+from sciax import operators
 
 
 def test_spectral_convolution_matches_a_direct_fourier_multiplier():

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import operators
-import operators._training as training_module
+import sciax.operators._training as training_module
+from sciax import operators
 from tests.helpers import run_with_eight_host_devices
 
 N, SAMPLES = 32, 48
@@ -162,7 +162,7 @@ DATA_PARALLEL = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np, equinox as eqx
     jax.config.update("jax_enable_x64", True)
-    import operators
+    from sciax import operators
     from tests.operators.test_training import smoothing_problem, small_fno, leaves
     assert len(jax.devices()) == 8
     x, y = smoothing_problem()

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pde
+from sciax import pde
 from tests.helpers import run_with_eight_host_devices
 
 
@@ -120,7 +120,7 @@ SHARDED = textwrap.dedent(
     """
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
-    import pde
+    from sciax import pde
     assert len(jax.devices()) == 8
     key = jax.random.key(3)
     options = dict(resolution=64, num_steps=40, batch_size=1)

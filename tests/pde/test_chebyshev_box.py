@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pde
-import solvers
+from sciax import pde, solvers
 
 DOMAIN = ((0.0, 2.0), (-1.0, 1.0))
 

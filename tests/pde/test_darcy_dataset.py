@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sps
 import scipy.sparse.linalg as spla
 
-import pde
+from sciax import pde
 from tests.helpers import run_with_eight_host_devices
 
 RESOLUTION = 29  # 28 = 4 * 7: subsamples to 15, 8 and 5
@@ -123,7 +123,7 @@ SHARDED = textwrap.dedent(
     """
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
-    import pde
+    from sciax import pde
     assert len(jax.devices()) == 8
     key = jax.random.key(3)
     many = pde.darcy_samples(key, 10, resolution=13)

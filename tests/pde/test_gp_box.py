@@ -3,9 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pde
-import solvers
-from pde import _gp_box
+from sciax import pde, solvers
+from sciax.pde.gp import _gp_box
 
 DOMAIN = ((0.0, 2 * np.pi), (0.0, np.pi))
 

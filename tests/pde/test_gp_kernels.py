@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-import pde
+from sciax import pde
 
 
 def _kernels(dtype):

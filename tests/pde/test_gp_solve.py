@@ -3,8 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pde
-import solvers
+from sciax import pde, solvers
 
 DOMAIN = (0.0, 2 * np.pi)
 

@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pde
-import solvers
+from sciax import pde, solvers
 from tests.helpers import diffusion_coefficient
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pde
+from sciax import pde
 
 
 def dense(operator):

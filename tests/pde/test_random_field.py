@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pde
+from sciax import pde
 
 
 def test_field_statistics_follow_the_spectrum():

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import solvers
-from solvers._block_convolution import (
+from sciax import solvers
+from sciax.solvers.learned._block_convolution import (
     block_convolution,
     composed_kernel,
     depth_to_space,
@@ -18,7 +18,7 @@ from solvers._block_convolution import (
     stride_one_kernel,
     upsampled_kernel,
 )
-from solvers._direction_network import _pool, _upsample
+from sciax.solvers.learned._direction_network import _pool, _upsample
 
 
 @pytest.fixture(autouse=True)

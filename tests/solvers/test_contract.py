@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
-import solvers
+from sciax import solvers
 from tests.helpers import diffusion_coefficient
 
 # Every solver, with settings that converge on the problems below.

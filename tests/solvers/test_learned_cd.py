@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pde
-import solvers
-from solvers._learned_cd import a_orthogonalise
+from sciax import pde, solvers
+from sciax.solvers.learned._learned_cd import a_orthogonalise
 from tests.helpers import pressure_problem
 
 
@@ -249,7 +248,7 @@ def test_training_loss_gradient_descends(loss):
     so it is not asserted.) The energy loss with one iteration: with more,
     the state between iterations is held constant for the gradient by
     design, so it is not the total derivative."""
-    from solvers._direction_training import energy_loss, one_step_loss
+    from sciax.solvers.learned._direction_training import energy_loss, one_step_loss
 
     operator, _ = pressure_problem((16, 16), dtype="float32")
     rows = jax.random.normal(jax.random.key(4), (3, 256), jnp.float32)
@@ -278,7 +277,7 @@ def test_multigrid_energy_loss_matches_the_solver():
     """One iteration of the training loss with a V-cycle step is the
     iteration the solver runs with preconditioner_steps=True: the energy
     left, e^T A e / x*^T A x*, must agree."""
-    from solvers._direction_training import energy_loss
+    from sciax.solvers.learned._direction_training import energy_loss
 
     operator, _ = pressure_problem((16, 16), dtype="float32")
     solution = jax.random.normal(jax.random.key(4), (256,), jnp.float32)

@@ -7,10 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pde
-import solvers
-from pde import gaussian_random_field
-from solvers import _multigrid
+from sciax import pde, solvers
+from sciax.pde import gaussian_random_field
+from sciax.solvers.preconditioners import _multigrid
 from tests.helpers import diffusion_coefficient, pressure_problem
 
 

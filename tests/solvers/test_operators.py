@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from jax.experimental import sparse
 
-import solvers
+from sciax import solvers
 from tests.helpers import assembled_diffusion, diffusion_coefficient
 
 

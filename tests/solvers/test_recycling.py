@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import solvers
+from sciax import solvers
 from tests.helpers import diffusion_coefficient
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import solvers
+from sciax import solvers
 from tests.helpers import diffusion_coefficient, run_with_eight_host_devices
 
 
@@ -85,7 +85,7 @@ SHARDED = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_enable_x64", True)
-    import solvers
+    from sciax import solvers
     from tests.solvers.test_sequence_order import _darcy_sequence, _build
     assert len(jax.devices()) == 8, jax.devices()
     log_a, rhs = _darcy_sequence(n=8, count=16, seed=3)

@@ -10,6 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..._checkpoint import replace_atomically
 from ._block_convolution import (
     block_convolution,
     composed_kernel,
@@ -19,7 +20,6 @@ from ._block_convolution import (
     stride_one_kernel,
     upsampled_kernel,
 )
-from ._checkpoint import replace_atomically
 
 TRAINING_SCRIPT = "examples/train_learned_cg.py"
 
@@ -329,7 +329,7 @@ def pretrained_network(ndim: int, multigrid: bool = False) -> ConjugateDirection
     ``examples/train_learned_cg.py``.
 
     ``multigrid=False``: the network trained to work alone
-    (``solvers/weights/conjugate_directions_{ndim}d.eqx``).
+    (``solvers/learned/weights/conjugate_directions_{ndim}d.eqx``).
     ``multigrid=True``: the cheaper network without pairs on the full grid
     (``pairless_levels=1``, ``conjugate_directions_{ndim}d_multigrid.eqx``;
     in 3-D 8 channels and ``pairless_up_levels=2``, in 2-D 16 channels),
@@ -342,7 +342,7 @@ def pretrained_network(ndim: int, multigrid: bool = False) -> ConjugateDirection
         raise ValueError(f"pretrained_network: ndim must be 2 or 3, got {ndim}.")
     suffix = "_multigrid" if multigrid else ""
     name = f"conjugate_directions_{ndim}d{suffix}.eqx"
-    path = Path(str(resources.files("solvers") / "weights" / name))
+    path = Path(str(resources.files(__package__) / "weights" / name))
     if not path.exists():
         flag = " --pairless-levels 1" if multigrid else ""
         raise FileNotFoundError(

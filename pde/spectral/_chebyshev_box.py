@@ -11,10 +11,9 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
-import solvers
-from solvers import RESULTS
-
-from ._box_inputs import boundary_on_grid, check_box_inputs
+from ... import solvers
+from ...solvers import RESULTS
+from .._box_inputs import boundary_on_grid, check_box_inputs
 from ._chebyshev import (
     _unit_differentiation_matrix,
     barycentric_rows,

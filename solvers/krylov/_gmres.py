@@ -2,9 +2,8 @@
 
 import jax.numpy as jnp
 
-from ._arnoldi import arnoldi_cycle, record_history, triangular_update
-from ._results import RESULTS
-from ._solver import (
+from ..._results import RESULTS
+from .._solver import (
     AbstractLinearSolver,
     check_tolerances,
     cycle_result,
@@ -15,6 +14,7 @@ from ._solver import (
     norm,
     tolerance,
 )
+from ._arnoldi import arnoldi_cycle, record_history, triangular_update
 
 
 class GMRES(AbstractLinearSolver):

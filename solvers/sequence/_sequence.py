@@ -9,11 +9,11 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int
 
-from ._operator import as_operator
+from ..._results import RESULTS
+from .._operator import as_operator
+from .._solve import solve
+from .._solver import AbstractLinearSolver
 from ._ordering import fft_pca_order, flat_features, greedy_order
-from ._results import RESULTS
-from ._solve import solve
-from ._solver import AbstractLinearSolver
 
 
 class SequenceSolution(eqx.Module):

@@ -7,9 +7,8 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from solvers import CG, RESULTS, DiffusionOperator, Multigrid, solve
-
-from ._random_field import gaussian_random_field
+from ...solvers import CG, RESULTS, DiffusionOperator, Multigrid, solve
+from .._random_field import gaussian_random_field
 from ._sharding import over_devices, sample_indices
 
 

@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._solver import AbstractLinearSolver, check_tolerances, matmul
 from ._cg import conjugate_gradient_loop
 from ._recycle_state import RecycleState, check_recycle_state, empty_recycle_state
-from ._solver import AbstractLinearSolver, check_tolerances, matmul
 
 
 def _ritz_space(vectors, images, k):

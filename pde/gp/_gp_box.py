@@ -13,11 +13,10 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
-import solvers
-from solvers import RESULTS
-
-from ._box_inputs import boundary_on_grid, check_box_inputs
-from ._chebyshev import halving_line_search
+from ... import solvers
+from ...solvers import RESULTS
+from .._box_inputs import boundary_on_grid, check_box_inputs
+from ..spectral._chebyshev import halving_line_search
 from ._gp_kernels import AbstractStationaryKernel
 from ._gp_solve import (
     _DEFAULT_PRECISION,

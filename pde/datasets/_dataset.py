@@ -12,8 +12,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from solvers._checkpoint import replace_atomically
-
+from ..._checkpoint import replace_atomically
 from ._burgers import burgers_samples, periodic_subsample
 from ._darcy import darcy_samples, subsample
 

@@ -11,8 +11,7 @@ import optax
 from jax import lax
 from jaxtyping import Array, Float
 
-from solvers import RESULTS
-
+from ...solvers import RESULTS
 from ._gp_kernels import AbstractStationaryKernel, SpectralMixtureKernel
 
 # Eigenvalues of the grid covariance below this fraction of the largest carry

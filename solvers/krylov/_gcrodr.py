@@ -6,11 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._arnoldi import arnoldi_cycle, record_history, triangular_update
-from ._preconditioner import identity
-from ._recycle_state import RecycleState, check_recycle_state, empty_recycle_state
-from ._results import RESULTS
-from ._solver import (
+from ..._results import RESULTS
+from .._solver import (
     AbstractLinearSolver,
     check_tolerances,
     cycle_result,
@@ -21,6 +18,9 @@ from ._solver import (
     norm,
     tolerance,
 )
+from ..preconditioners._preconditioner import identity
+from ._arnoldi import arnoldi_cycle, record_history, triangular_update
+from ._recycle_state import RecycleState, check_recycle_state, empty_recycle_state
 
 
 def _host_eig(matrix):

@@ -2,8 +2,8 @@
 
 import jax.numpy as jnp
 
-from ._results import RESULTS
-from ._solver import (
+from ..._results import RESULTS
+from .._solver import (
     AbstractLinearSolver,
     check_tolerances,
     dot,

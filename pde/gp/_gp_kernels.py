@@ -16,7 +16,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-import numerics
+from ... import numerics
 
 MAX_DERIVATIVE_ORDER = 4
 

@@ -8,10 +8,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from ._direction_network import ConjugateDirectionNetwork
-from ._preconditioner import identity
-from ._results import RESULTS
-from ._solver import (
+from ..._results import RESULTS
+from .._solver import (
     AbstractLinearSolver,
     check_tolerances,
     dot,
@@ -21,6 +19,8 @@ from ._solver import (
     norm,
     tolerance,
 )
+from ..preconditioners._preconditioner import identity
+from ._direction_network import ConjugateDirectionNetwork
 
 # A direction whose cosine with the residual is below this gives no useful
 # descent (its energy line search barely moves); the preconditioned residual

@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import optax
 from tqdm.auto import tqdm
 
-from ._checkpoint import load_checkpoint, save_checkpoint
+from ..._checkpoint import load_checkpoint, save_checkpoint
+from .._solver import dot, matmul
+from ..preconditioners._preconditioner import AbstractPreconditioner
 from ._direction_network import ConjugateDirectionNetwork
 from ._learned_cd import conjugate_step
-from ._preconditioner import AbstractPreconditioner
-from ._solver import dot, matmul
 
 
 def ritz_pairs(operator, num_steps: int, key):

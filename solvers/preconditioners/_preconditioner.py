@@ -4,7 +4,7 @@ import abc
 
 import equinox as eqx
 
-from ._operator import LinearOperator, as_operator
+from .._operator import LinearOperator, as_operator
 
 
 class AbstractPreconditioner(eqx.Module):

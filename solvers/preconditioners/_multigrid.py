@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._operator import LinearOperator
+from .._operator import LinearOperator
 from ._preconditioner import AbstractPreconditioner
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
-from solvers import RESULTS
+from ...solvers import RESULTS
 
 
 def chebyshev_points(num_points: int, domain=(-1.0, 1.0), dtype=None):

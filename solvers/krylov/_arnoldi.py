@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array
 
-from ._solver import iterate
+from .._solver import iterate
 
 _HIGHEST = lax.Precision.HIGHEST
 
