@@ -180,7 +180,7 @@ def main():
             key=network_key,
         )
     start = time.perf_counter()
-    network, losses = solvers.train_direction_network(
+    training = solvers.train_direction_network(
         network,
         sample_operator(shape),
         num_steps=steps,
@@ -193,7 +193,10 @@ def main():
         directory=checkpoints,
     )
     seconds = time.perf_counter() - start
-    solvers.save_network(out, network)
+    if training.result != solvers.RESULTS.successful:
+        raise SystemExit(f"training stopped: {solvers.RESULTS[training.result]}")
+    losses = list(training.stats["loss"])
+    solvers.save_network(out, training.model)
     if losses:
         tail = sum(losses[-50:]) / len(losses[-50:])
         print(f"loss over the last {min(50, len(losses))} steps: {tail:.4f}")

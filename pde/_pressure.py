@@ -9,7 +9,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float, Int
 
-from ..solvers import LinearOperator
+from ..solvers import AbstractGridOperator
 
 FLUID, SOLID, AIR = 0, 1, 2
 
@@ -26,7 +26,7 @@ def _shift(array, axis, step, fill):
     return padded[tuple(index)]
 
 
-class PressureOperator(LinearOperator):
+class PressureOperator(AbstractGridOperator):
     r"""The pressure Poisson matrix of a marker-and-cell fluid solver,
     matrix-free on the whole grid.
 

@@ -5,6 +5,7 @@ and reports how the solve ended in ``Solution.result``.
 """
 
 from .._results import RESULTS as RESULTS
+from ._operator import AbstractGridOperator as AbstractGridOperator
 from ._operator import FunctionOperator as FunctionOperator
 from ._operator import LinearOperator as LinearOperator
 from ._operator import MatrixOperator as MatrixOperator
@@ -20,11 +21,10 @@ from .krylov import GMRESDR as GMRESDR
 from .krylov import RecycledCG as RecycledCG
 from .krylov import RecycleState as RecycleState
 from .learned import ConjugateDirectionNetwork as ConjugateDirectionNetwork
+from .learned import DirectionTraining as DirectionTraining
 from .learned import LearnedConjugateDirections as LearnedConjugateDirections
 from .learned import load_network as load_network
 from .learned import pretrained_network as pretrained_network
-from .learned import ritz_pairs as ritz_pairs
-from .learned import ritz_right_hand_sides as ritz_right_hand_sides
 from .learned import save_network as save_network
 from .learned import train_direction_network as train_direction_network
 from .preconditioners import AbstractPreconditioner as AbstractPreconditioner

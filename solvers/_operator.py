@@ -39,6 +39,37 @@ class LinearOperator(eqx.Module):
         """diag(A); raises TypeError where the operator cannot provide it."""
 
 
+class AbstractGridOperator(LinearOperator):
+    """A linear operator whose unknowns are the nodes (or cells) of a regular
+    2-D or 3-D grid, flattened in row-major order (abstract).
+
+    This is the structure that ``Multigrid`` and ``LearnedConjugateDirections``
+    read, declared instead of looked up by attribute name, so that any
+    package's grid operator (``DiffusionOperator`` here,
+    ``sciax.pde.PressureOperator``) plugs into them.
+
+    Attributes:
+        grid_shape: the grid, ``prod(grid_shape) == shape[0]``.
+        boundary: "dirichlet" (zero beyond the grid) or "neumann" (no flux
+            through the grid's faces): how multigrid interpolates next to
+            the boundary.
+        exterior: a boolean grid of the unknowns behind Neumann faces
+            (decoupled identity rows that multigrid keeps its interpolation
+            off), or None when there are none.
+        cell_types: an integer grid of cell kinds for networks trained on
+            them, or None.
+        fluid: 1 on the unknowns whose rows couple to their neighbours and 0
+            on decoupled identity rows (learned directions are restricted to
+            it), or None when every row couples.
+    """
+
+    grid_shape: eqx.AbstractVar[tuple[int, ...]]
+    boundary: eqx.AbstractVar[str]
+    exterior: eqx.AbstractVar[Array | None]
+    cell_types: eqx.AbstractVar[Array | None]
+    fluid: eqx.AbstractVar[Array | None]
+
+
 class MatrixOperator(LinearOperator):
     """A dense n x n matrix. Products run at ``Precision.HIGHEST`` (on GPUs a
     default-precision float32 matmul may use TF32, 10-bit mantissas)."""

@@ -22,6 +22,9 @@ class AbstractLinearSolver(eqx.Module):
     rtol: eqx.AbstractVar[float]
     atol: eqx.AbstractVar[float]
     max_steps: eqx.AbstractVar[int]
+    # Whether the method assumes a symmetric operator (the CG family): the
+    # implicit adjoint then reuses the forward solve for the transpose.
+    symmetric: eqx.AbstractClassVar[bool]
 
     @abc.abstractmethod
     def init_state(self, operator, b) -> Any:
@@ -32,16 +35,11 @@ class AbstractLinearSolver(eqx.Module):
         """Returns (x, result, stats, state). ``preconditioner`` is a function
         v -> M v (the identity when none was given)."""
 
+    @abc.abstractmethod
     def bind(self, operator) -> "AbstractLinearSolver":
         """The solver specialised to ``operator`` before ``solve`` wraps it in
-        a bare matvec (for methods that read more than ``mv``, such as the
-        grid of a learned solver). Default: itself."""
-        return self
-
-    @property
-    def symmetric(self) -> bool:
-        """Whether the method assumes a symmetric operator (CG family)."""
-        return False
+        a bare matvec: methods that read more than ``mv`` (the grid of a
+        learned solver) take it here; the others return themselves."""
 
 
 def check_tolerances(solver):

@@ -1,10 +1,12 @@
 """Matrix-free finite-difference operators on structured grids."""
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._operator import LinearOperator
+from ._operator import AbstractGridOperator
 
 
 def _neighbours(ndim, dim):
@@ -16,7 +18,7 @@ def _neighbours(ndim, dim):
     return tuple(lower), tuple(upper)
 
 
-class DiffusionOperator(LinearOperator):
+class DiffusionOperator(AbstractGridOperator):
     r"""$A u = -\nabla\cdot(a \nabla u) + c\,u$ on the unit box, 2-D or 3-D,
     with $u = 0$ (Dirichlet) or zero flux (Neumann) on the boundary,
     matrix-free.
@@ -49,6 +51,10 @@ class DiffusionOperator(LinearOperator):
     coefficient: Float[Array, "..."]
     reaction: Float[Array, "..."] | float = 0.0
     boundary: str = eqx.field(default="dirichlet", static=True)
+    # every node couples and none is of a special kind
+    exterior: ClassVar[None] = None
+    cell_types: ClassVar[None] = None
+    fluid: ClassVar[None] = None
 
     def __check_init__(self):
         if self.boundary not in ("dirichlet", "neumann"):

@@ -1,5 +1,7 @@
 """Conjugate gradients, preconditioned."""
 
+from typing import ClassVar
+
 import jax.numpy as jnp
 
 from ..._results import RESULTS
@@ -31,7 +33,8 @@ class CG(AbstractLinearSolver):
     ``RESULTS.breakdown``.
 
     Args:
-        rtol, atol: tolerances (required).
+        rtol: relative tolerance (required).
+        atol: absolute tolerance (required).
         max_steps: iteration limit.
 
     References:
@@ -42,13 +45,14 @@ class CG(AbstractLinearSolver):
     rtol: float
     atol: float
     max_steps: int
+    symmetric: ClassVar[bool] = True
 
     def __check_init__(self):
         check_tolerances(self)
 
-    @property
-    def symmetric(self):
-        return True
+    def bind(self, operator):
+        """Itself: the method reads nothing of the operator but its matvec."""
+        return self
 
     def init_state(self, operator, b):
         return None

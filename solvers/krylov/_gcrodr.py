@@ -1,6 +1,8 @@
 """GCRO-DR: GMRES with deflated restarting and a recycled subspace carried
 from one system to the next."""
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -132,7 +134,8 @@ class GCRODR(AbstractLinearSolver):
     ``RESULTS.stagnation``.
 
     Args:
-        rtol, atol: tolerances (required).
+        rtol: relative tolerance (required).
+        atol: absolute tolerance (required).
         max_steps: limit on Arnoldi steps over all cycles.
         restart: m, the Krylov dimension per cycle including the recycled k.
         recycle: k < m.
@@ -153,6 +156,7 @@ class GCRODR(AbstractLinearSolver):
     rtol: float
     atol: float
     max_steps: int
+    symmetric: ClassVar[bool] = False
     restart: int = 40
     recycle: int = 10
 
@@ -167,6 +171,10 @@ class GCRODR(AbstractLinearSolver):
                 f"GCRODR: restart ({self.restart}) must exceed recycle ({self.recycle}): "
                 "each cycle needs at least one new Krylov direction."
             )
+
+    def bind(self, operator):
+        """Itself: the method reads nothing of the operator but its matvec."""
+        return self
 
     def init_state(self, operator, b):
         return empty_recycle_state(self.recycle, b)
@@ -387,7 +395,8 @@ class GMRESDR(AbstractLinearSolver):
     residual.
 
     Args:
-        rtol, atol: tolerances (required).
+        rtol: relative tolerance (required).
+        atol: absolute tolerance (required).
         max_steps: limit on Arnoldi steps.
         restart: m. recycle: k < m.
 
@@ -398,11 +407,16 @@ class GMRESDR(AbstractLinearSolver):
     rtol: float
     atol: float
     max_steps: int
+    symmetric: ClassVar[bool] = False
     restart: int = 40
     recycle: int = 10
 
     def __check_init__(self):
         self._deflated()
+
+    def bind(self, operator):
+        """Itself: the method reads nothing of the operator but its matvec."""
+        return self
 
     def _deflated(self):
         return GCRODR(

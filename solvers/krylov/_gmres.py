@@ -1,5 +1,7 @@
 """Restarted GMRES with right preconditioning."""
 
+from typing import ClassVar
+
 import jax.numpy as jnp
 
 from ..._results import RESULTS
@@ -33,7 +35,8 @@ class GMRES(AbstractLinearSolver):
     loops on silently).
 
     Args:
-        rtol, atol: tolerances (required).
+        rtol: relative tolerance (required).
+        atol: absolute tolerance (required).
         max_steps: limit on Arnoldi steps (one matvec each) over all cycles.
         restart: m, the cycle length (default 40).
 
@@ -45,6 +48,7 @@ class GMRES(AbstractLinearSolver):
     rtol: float
     atol: float
     max_steps: int
+    symmetric: ClassVar[bool] = False
     restart: int = 40
 
     def __check_init__(self):
@@ -53,6 +57,10 @@ class GMRES(AbstractLinearSolver):
             raise ValueError(
                 f"GMRES: restart must be a positive int, got {self.restart}."
             )
+
+    def bind(self, operator):
+        """Itself: the method reads nothing of the operator but its matvec."""
+        return self
 
     def init_state(self, operator, b):
         return None

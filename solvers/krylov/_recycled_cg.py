@@ -1,5 +1,7 @@
 """Deflated (recycled) conjugate gradients for sequences of SPD systems."""
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -48,7 +50,8 @@ class RecycledCG(AbstractLinearSolver):
     residual (checked when the recursive one proposes convergence).
 
     Args:
-        rtol, atol: tolerances (required).
+        rtol: relative tolerance (required).
+        atol: absolute tolerance (required).
         max_steps: iteration limit.
         recycle: k, the dimension of the recycled space.
         collect: how many search directions feed the next space.
@@ -62,6 +65,7 @@ class RecycledCG(AbstractLinearSolver):
     rtol: float
     atol: float
     max_steps: int
+    symmetric: ClassVar[bool] = True
     recycle: int = 10
     collect: int = 30
 
@@ -74,9 +78,9 @@ class RecycledCG(AbstractLinearSolver):
                     f"RecycledCG: {name} must be a positive int, got {value}."
                 )
 
-    @property
-    def symmetric(self):
-        return True
+    def bind(self, operator):
+        """Itself: the method reads nothing of the operator but its matvec."""
+        return self
 
     def init_state(self, operator, b):
         return empty_recycle_state(self.recycle, b)

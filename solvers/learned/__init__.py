@@ -4,7 +4,6 @@ from ._direction_network import ConjugateDirectionNetwork as ConjugateDirectionN
 from ._direction_network import load_network as load_network
 from ._direction_network import pretrained_network as pretrained_network
 from ._direction_network import save_network as save_network
-from ._direction_training import ritz_pairs as ritz_pairs
-from ._direction_training import ritz_right_hand_sides as ritz_right_hand_sides
+from ._direction_training import DirectionTraining as DirectionTraining
 from ._direction_training import train_direction_network as train_direction_network
 from ._learned_cd import LearnedConjugateDirections as LearnedConjugateDirections

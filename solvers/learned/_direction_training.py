@@ -3,23 +3,51 @@ computed on the device (as solutions for the energy loss, right-hand sides
 for the paper's one-step loss), the losses, and a resumable loop with atomic
 checkpoints and a progress bar."""
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from tqdm.auto import tqdm
 
 from ..._checkpoint import load_checkpoint, save_checkpoint
+from ..._results import RESULTS
+from .._operator import AbstractGridOperator
 from .._solver import dot, matmul
 from ..preconditioners._preconditioner import AbstractPreconditioner
 from ._direction_network import ConjugateDirectionNetwork
 from ._learned_cd import conjugate_step
 
 
-def ritz_pairs(operator, num_steps: int, key):
+class DirectionTraining(eqx.Module):
+    """What ``train_direction_network`` returns.
+
+    Attributes:
+        model: the trained ``ConjugateDirectionNetwork`` (after the last
+            step with a finite loss).
+        result: ``RESULTS.successful``, or ``RESULTS.nonfinite_loss`` when
+            training stopped at a non-finite loss.
+        stats: ``"loss"`` (per step of this call), ``"num_steps"`` (done in
+            all, including before a resume), ``"seconds"``.
+    """
+
+    model: ConjugateDirectionNetwork
+    result: RESULTS
+    stats: dict
+
+
+def _grid_attribute(operator, name):
+    """``operator.<name>`` for a grid operator, None for any other."""
+    if isinstance(operator, AbstractGridOperator):
+        return getattr(operator, name)
+    return None
+
+
+def _ritz_pairs(operator, num_steps: int, key):
     r"""Ritz values (ascending) and unit Ritz vectors (columns, n x m) of a
     symmetric operator from ``num_steps`` Lanczos steps with full
     reorthogonalisation, started from a random vector restricted to the
@@ -28,7 +56,7 @@ def ritz_pairs(operator, num_steps: int, key):
     last."""
     n = operator.shape[0]
     dtype = operator.dtype
-    fluid = getattr(operator, "fluid", None)
+    fluid = _grid_attribute(operator, "fluid")
     mask = jnp.ones(n, dtype) if fluid is None else fluid.reshape(-1)
     start = jax.random.normal(key, (n,), dtype) * mask
     start = start / jnp.sqrt(dot(start, start))
@@ -56,7 +84,7 @@ def ritz_pairs(operator, num_steps: int, key):
     return values, matmul(basis.T, vectors)
 
 
-def ritz_right_hand_sides(ritz_vectors, num: int, key, low_weight: float = 9.0):
+def _ritz_right_hand_sides(ritz_vectors, num: int, key, low_weight: float = 9.0):
     """``num`` unit right-hand sides $b = Yc$, c Gaussian with the weights of
     the lower half of the spectrum ``low_weight`` times those of the upper
     half (Kaneda et al. weight the low end, which is where a learned
@@ -70,7 +98,7 @@ def ritz_right_hand_sides(ritz_vectors, num: int, key, low_weight: float = 9.0):
 
 
 def _fluid_mask(network, operator):
-    fluid = getattr(operator, "fluid", None)
+    fluid = _grid_attribute(operator, "fluid")
     return 1.0 if fluid is None else fluid.reshape(-1).astype(network.dtype)
 
 
@@ -78,7 +106,7 @@ def _proposer(network, operator):
     """The network's direction for a flat residual, restricted to the fluid
     cells, as ``LearnedConjugateDirections`` forms it."""
     grid = operator.grid_shape
-    cell_types = getattr(operator, "cell_types", None)
+    cell_types = _grid_attribute(operator, "cell_types")
     mask = _fluid_mask(network, operator)
 
     def propose(residual):
@@ -219,9 +247,19 @@ def train_direction_network(
     With ``directory`` the network, optimiser state, step and key are saved
     atomically every ``checkpoint_every`` steps and at the end, and a run
     finds the newest checkpoint there and continues from it, so an
-    interrupted run loses at most ``checkpoint_every`` steps. Returns
-    ``(network, losses)`` (the losses of the steps this call ran).
+    interrupted run loses at most ``checkpoint_every`` steps.
+
+    Training stops early at a non-finite loss and keeps the parameters of
+    the last finite step.
+
+    Returns:
+        ``DirectionTraining(model, result, stats)``: the trained network,
+        ``RESULTS.successful`` or ``RESULTS.nonfinite_loss``, and ``stats``
+        with ``"loss"`` (the loss of every step this call ran),
+        ``"num_steps"`` (steps done in all, those before a resume included)
+        and ``"seconds"`` (wall-clock time of this call).
     """
+    start_time = time.perf_counter()
     optimiser = optax.adam(learning_rate)
     parameters, static = eqx.partition(network, eqx.is_inexact_array)
     opt_state = optimiser.init(parameters)
@@ -269,19 +307,27 @@ def train_direction_network(
     @eqx.filter_jit
     def new_problem(key):
         operator = sample_operator(key)
-        _, vectors = ritz_pairs(operator, num_ritz, jax.random.fold_in(key, 1))
+        _, vectors = _ritz_pairs(operator, num_ritz, jax.random.fold_in(key, 1))
         return operator, vectors
 
     losses = []
+    result = RESULTS.successful
+    done = first
     bar = tqdm(range(first, num_steps), disable=not progress, desc="training")
     operator = vectors = None
     for step in bar:
         key, problem_key, rhs_key = jax.random.split(key, 3)
         if operator is None or (step - first) % steps_per_problem == 0:
             operator, vectors = new_problem(problem_key)
-        b = ritz_right_hand_sides(vectors, batch_size, rhs_key)
-        parameters, opt_state, loss = train_step(parameters, opt_state, operator, b)
+        b = _ritz_right_hand_sides(vectors, batch_size, rhs_key)
+        stepped, stepped_opt_state, loss = train_step(
+            parameters, opt_state, operator, b
+        )
         losses.append(float(loss))
+        if not np.isfinite(losses[-1]):
+            result = RESULTS.nonfinite_loss
+            break
+        parameters, opt_state = stepped, stepped_opt_state
         bar.set_postfix(loss=f"{losses[-1]:.3g}")
         done = step + 1
         if directory is not None and (
@@ -293,4 +339,13 @@ def train_direction_network(
                 epoch=done,
                 metadata={"loss": losses[-1]},
             )
-    return eqx.combine(parameters, static), losses
+    bar.close()
+    return DirectionTraining(
+        model=eqx.combine(parameters, static),
+        result=result,
+        stats={
+            "loss": np.asarray(losses),
+            "num_steps": done,
+            "seconds": time.perf_counter() - start_time,
+        },
+    )

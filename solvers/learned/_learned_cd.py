@@ -2,6 +2,7 @@
 iteration whose search directions come from a network."""
 
 import dataclasses
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from ..._results import RESULTS
+from .._operator import AbstractGridOperator
 from .._solver import (
     AbstractLinearSolver,
     check_tolerances,
@@ -96,7 +98,8 @@ class LearnedConjugateDirections(AbstractLinearSolver):
         network: a ``ConjugateDirectionNetwork`` whose ``ndim`` matches the
             operator's grid (``solvers.pretrained_network(ndim)`` for the
             shipped weights).
-        rtol, atol: tolerances (required).
+        rtol: relative tolerance (required).
+        atol: absolute tolerance (required).
         max_steps: iteration limit.
         num_orthogonal: how many previous directions each new one is made
             A-orthogonal to (the paper keeps 2).
@@ -126,6 +129,7 @@ class LearnedConjugateDirections(AbstractLinearSolver):
     rtol: float
     atol: float
     max_steps: int
+    symmetric: ClassVar[bool] = True
     num_orthogonal: int = eqx.field(default=2, static=True)
     preconditioner_steps: bool = eqx.field(default=False, static=True)
     grid_shape: tuple[int, ...] | None = eqx.field(default=None, static=True)
@@ -145,10 +149,6 @@ class LearnedConjugateDirections(AbstractLinearSolver):
                 f"got {self.num_orthogonal}."
             )
 
-    @property
-    def symmetric(self):
-        return True
-
     def init_state(self, operator, b):
         return None
 
@@ -157,19 +157,20 @@ class LearnedConjugateDirections(AbstractLinearSolver):
         (``solve`` then sees only its matvec)."""
         if self.grid_shape is not None:
             return self
-        grid = getattr(operator, "grid_shape", None)
-        if grid is None:
+        if not isinstance(operator, AbstractGridOperator):
             raise TypeError(
-                "LearnedConjugateDirections needs an operator on a grid (with "
-                f"grid_shape, e.g. pde.PressureOperator); got {type(operator).__name__}."
+                "LearnedConjugateDirections needs an operator on a grid (a "
+                "solvers.AbstractGridOperator, e.g. sciax.pde.PressureOperator); got "
+                f"{type(operator).__name__}."
             )
+        grid = operator.grid_shape
         if len(grid) != self.network.ndim:
             raise ValueError(
                 f"the network was trained for {self.network.ndim}-D grids but the "
                 f"operator's grid is {len(grid)}-D {tuple(grid)}: use "
                 f"solvers.pretrained_network({len(grid)}) or train one."
             )
-        cell_types = getattr(operator, "cell_types", None)
+        cell_types = operator.cell_types
         if self.network.cell_types and cell_types is None:
             raise ValueError(
                 "the network reads cell types but the operator has no cell_types."
@@ -178,7 +179,7 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             self,
             grid_shape=tuple(int(n) for n in grid),
             cell_types=cell_types,
-            fluid=getattr(operator, "fluid", None),
+            fluid=operator.fluid,
         )
 
     def compute(self, operator, b, x0, preconditioner, state, unrolled):

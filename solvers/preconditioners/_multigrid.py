@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._operator import LinearOperator
+from .._operator import AbstractGridOperator, LinearOperator
 from ._preconditioner import AbstractPreconditioner
 
 
@@ -224,8 +224,8 @@ class Multigrid(AbstractPreconditioner):
 
     def _grid_of(self, operator: LinearOperator):
         grid = self.grid_shape
-        if grid is None:
-            grid = getattr(operator, "grid_shape", None)
+        if grid is None and isinstance(operator, AbstractGridOperator):
+            grid = operator.grid_shape
         if grid is None:
             raise TypeError(
                 "Multigrid needs the grid: pass Multigrid(grid_shape=...) for an "
@@ -246,11 +246,12 @@ class Multigrid(AbstractPreconditioner):
 
     def build(self, operator: LinearOperator):
         grid = self._grid_of(operator)
-        boundary = self.boundary or getattr(operator, "boundary", "dirichlet")
+        on_grid = isinstance(operator, AbstractGridOperator)
+        boundary = self.boundary or (operator.boundary if on_grid else "dirichlet")
         neumann = boundary == "neumann"
         exterior = self.exterior
-        if exterior is None:
-            exterior = getattr(operator, "exterior", None)
+        if exterior is None and on_grid:
+            exterior = operator.exterior
         if exterior is not None:
             exterior = jnp.asarray(exterior)
             if exterior.shape != grid:

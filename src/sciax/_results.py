@@ -25,6 +25,11 @@ class RESULTS(eqx.Enumeration):
         "A NaN or inf appeared in b, x0, or the output of the operator or "
         "preconditioner."
     )
+    nonfinite_loss = (
+        "Training stopped at a NaN or inf loss; the model is the one after the "
+        "last finite step. Lower the learning rate, check the data for NaN or "
+        "inf, or train in float64."
+    )
     newton_max_steps_reached = (
         "Newton's method reached max_steps before its step fell below rtol times "
         "the solution. Increase max_steps, start from a better initial guess, or "

@@ -227,15 +227,45 @@ def test_save_load_round_trip(tmp_path, pairless_levels, pairless_up_levels):
 
 @pytest.mark.parametrize("loss_steps", [0, 4], ids=["one-step loss", "energy loss"])
 def test_training_resumes(tmp_path, loss_steps):
-    def train(steps):
-        network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
-        return train_small(network, tmp_path, steps, loss_steps=loss_steps)
+    """Ten steps, then a second call that finds the checkpoint and runs the
+    other ten, end where twenty uninterrupted steps end: the optimizer
+    state and the key were restored, not just the step count."""
 
-    _, losses = train(20)
-    assert len(losses) == 20 and np.all(np.isfinite(losses))
-    # a second call finds the last checkpoint and runs only the rest
-    _, more = train(30)
-    assert len(more) == 10
+    def train(directory, steps):
+        network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
+        return train_small(
+            network, directory, steps, checkpoint_every=10, loss_steps=loss_steps
+        )
+
+    first = train(tmp_path / "interrupted", 10)
+    assert first.stats["num_steps"] == 10 and len(first.stats["loss"]) == 10
+    resumed = train(tmp_path / "interrupted", 20)
+    assert resumed.stats["num_steps"] == 20 and len(resumed.stats["loss"]) == 10
+    whole = train(tmp_path / "whole", 20)
+    assert whole.result == solvers.RESULTS.successful
+    assert np.all(np.isfinite(whole.stats["loss"]))
+    np.testing.assert_allclose(
+        np.concatenate([first.stats["loss"], resumed.stats["loss"]]),
+        whole.stats["loss"],
+        rtol=1e-5,
+    )
+    for a, b in zip(
+        jax.tree.leaves(eqx.filter(resumed.model, eqx.is_inexact_array)),
+        jax.tree.leaves(eqx.filter(whole.model, eqx.is_inexact_array)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    start = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
+    assert not np.allclose(whole.model.lift.weight, start.lift.weight)
+
+
+def test_training_stops_at_a_nonfinite_loss(tmp_path):
+    """A network of NaNs gives a NaN loss at the first step: training stops
+    there and says so."""
+    network = nan_network(2)
+    training = train_small(network, None, 5)
+    assert training.result == solvers.RESULTS.nonfinite_loss
+    assert training.stats["num_steps"] == 0 and len(training.stats["loss"]) == 1
 
 
 @pytest.mark.parametrize("loss", ["one-step", "energy"])
@@ -330,11 +360,12 @@ def test_training_with_multigrid_steps_resumes(tmp_path):
     start = solvers.ConjugateDirectionNetwork(
         2, pairless_levels=1, key=jax.random.key(0)
     )
-    trained, losses = train(20)
+    trained = train(20)
+    losses = trained.stats["loss"]
     assert np.all(np.isfinite(losses)) and max(losses) < 1.0
-    assert not np.allclose(trained.lift.weight, start.lift.weight)
-    _, more = train(25)
-    assert len(more) == 5
+    assert not np.allclose(trained.model.lift.weight, start.lift.weight)
+    more = train(25)
+    assert len(more.stats["loss"]) == 5
 
 
 def test_bad_input():
