@@ -46,9 +46,10 @@ def main():
     jax.block_until_ready(warm)
     first_call = time.perf_counter() - start
     start = time.perf_counter()
-    coefficient, solution = pde.darcy_samples(
+    samples = pde.darcy_samples(
         key, args.num_samples, resolution=args.resolution, batch_size=args.batch_size
     )
+    coefficient, solution = samples.coefficient, samples.solution
     jax.block_until_ready(solution)
     elapsed = time.perf_counter() - start
     errors, direct_times = [], []

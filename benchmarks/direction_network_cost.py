@@ -75,7 +75,7 @@ def main():
     for size in args.sizes:
         shape = (size,) * args.ndim
         cells = pde.pressure_cells("obstacles", shape, jax.random.key(7))
-        operator = pde.PressureOperator(cells, dtype_name="float64")
+        operator = pde.PressureOperator(cells, dtype="float64")
         vector = jax.random.normal(jax.random.key(1), (operator.shape[0],))
         residual = vector.reshape(shape).astype(jnp.float32)
         matvec_seconds = per_call(matvec, operator, vector, repeats=100)

@@ -167,7 +167,7 @@ def main():
             cells = pde.pressure_cells(
                 kind, shape, jax.random.key(seed), num_obstacles=count
             )
-            operator = pde.PressureOperator(cells, dtype_name="float64")
+            operator = pde.PressureOperator(cells, dtype="float64")
             b = jax.random.normal(jax.random.key(1), (operator.shape[0],), jnp.float64)
             b = b * operator.fluid.reshape(-1)
             b_norm = jnp.linalg.norm(b)

@@ -94,9 +94,10 @@ def main(argv=None):
         exact,
         DOMAIN,
         (args.points, args.points),
+        rtol=0.0,
         max_outer_steps=args.outer_steps,
     )
-    jax.block_until_ready(solution.values)
+    jax.block_until_ready(solution.value)
     seconds = time.perf_counter() - start
     axes = [jnp.linspace(a, b, 501) for a, b in DOMAIN]
     truth = on_grid(exact, axes)
@@ -114,7 +115,7 @@ def main(argv=None):
     print(
         f"   Gauss-Newton steps {int(solution.stats['num_newton_steps'])}, "
         f"kernel updates kept {int(solution.stats['num_accepted'])}"
-        f"/{int(solution.stats['num_outer_steps'])}"
+        f"/{int(solution.stats['num_steps'])}"
     )
     args.output.mkdir(parents=True, exist_ok=True)
     path = args.output / f"gp_box_{args.problem}.png"

@@ -84,7 +84,7 @@ def sample_operator(shape):
             [lambda k, kind=kind: pde.pressure_cells(kind, shape, k) for kind in KINDS],
             cells_key,
         )
-        return pde.PressureOperator(cells, dtype_name="float32")
+        return pde.PressureOperator(cells, dtype="float32")
 
     return sample
 

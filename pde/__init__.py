@@ -11,6 +11,8 @@ from ._pressure import SOLID as SOLID
 from ._pressure import PressureOperator as PressureOperator
 from ._pressure import pressure_cells as pressure_cells
 from ._random_field import gaussian_random_field as gaussian_random_field
+from .datasets import BurgersSample as BurgersSample
+from .datasets import DarcySample as DarcySample
 from .datasets import burgers_initial_condition as burgers_initial_condition
 from .datasets import burgers_samples as burgers_samples
 from .datasets import burgers_solve as burgers_solve
@@ -29,8 +31,6 @@ from .gp import SpectralMixtureKernel as SpectralMixtureKernel
 from .gp import SquaredExponentialKernel as SquaredExponentialKernel
 from .gp import gp_solve as gp_solve
 from .gp import gp_solve_box as gp_solve_box
-from .gp import initial_spectral_mixture as initial_spectral_mixture
-from .gp import initial_spectral_mixtures as initial_spectral_mixtures
 from .spectral import ChebyshevBoxSolution as ChebyshevBoxSolution
 from .spectral import ChebyshevSolution as ChebyshevSolution
 from .spectral import (

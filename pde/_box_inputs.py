@@ -1,7 +1,24 @@
-"""Trace-time checks and boundary data shared by the solvers on rectangles."""
+"""Trace-time checks and boundary data shared by the collocation solvers
+(Chebyshev and Gaussian-process, on intervals and boxes)."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+
+def check_rtol(rtol, *, zero_allowed: bool):
+    """``rtol`` must be a real scalar (Python, NumPy, or a JAX array under
+    tracing, whose value is not checked), > 0, or >= 0 where 0 means "no
+    target"."""
+    if isinstance(rtol, bool | complex) or not isinstance(
+        rtol, int | float | np.floating | np.integer | jax.Array
+    ):
+        raise TypeError(f"rtol must be a real number, got {rtol!r}.")
+    if isinstance(rtol, jax.Array):
+        return
+    if (rtol < 0) if zero_allowed else not rtol > 0:
+        bound = ">= 0 (0: no target)" if zero_allowed else "> 0"
+        raise ValueError(f"rtol must be {bound}, got {rtol!r}.")
 
 
 def check_box_inputs(

@@ -26,6 +26,26 @@ def _shift(array, axis, step, fill):
     return padded[tuple(index)]
 
 
+def _float_dtype(dtype):
+    """``dtype`` (a dtype, a scalar type or a name; None: the default
+    float) as a NumPy dtype, refusing anything but a real float."""
+    if dtype is None:
+        return jnp.zeros(0).dtype
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(
+            f"PressureOperator: dtype must be a float dtype or its name, e.g. "
+            f"jnp.float32 or 'float64'; got {dtype!r}."
+        ) from error
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"PressureOperator: dtype must be a real float dtype, e.g. jnp.float32 "
+            f"or 'float64'; got {dtype}."
+        )
+    return dtype
+
+
 class PressureOperator(AbstractGridOperator):
     r"""The pressure Poisson matrix of a marker-and-cell fluid solver,
     matrix-free on the whole grid.
@@ -41,12 +61,19 @@ class PressureOperator(AbstractGridOperator):
     them). Symmetric; positive definite when every connected fluid region
     touches air (``pressure_cells`` makes sure of that).
 
-    Attributes:
+    Args:
         cell_types: int array of the grid, 2-D or 3-D.
+        dtype: the dtype of the vectors it acts on: a float dtype or its
+            name (``jnp.float32``, ``np.dtype("float64")``, ``"float32"``);
+            default JAX's default float.
     """
 
     cell_types: Int[Array, "..."]
-    dtype_name: str = eqx.field(default="float64", static=True)
+    vector_dtype: jnp.dtype = eqx.field(static=True)
+
+    def __init__(self, cell_types, dtype=None):
+        self.cell_types = cell_types
+        self.vector_dtype = _float_dtype(dtype)
 
     def __check_init__(self):
         if self.cell_types.ndim not in (2, 3):
@@ -66,7 +93,7 @@ class PressureOperator(AbstractGridOperator):
 
     @property
     def dtype(self):
-        return jnp.dtype(self.dtype_name)
+        return self.vector_dtype
 
     @property
     def boundary(self) -> str:

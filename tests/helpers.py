@@ -108,6 +108,6 @@ def pressure_problem(shape=(32, 32), kind="obstacles", seed=1, dtype="float64"):
     """A pressure Poisson system of ``pde.pressure_cells`` and a random
     right-hand side on its fluid cells."""
     cells = pde.pressure_cells(kind, shape, jax.random.key(seed))
-    operator = pde.PressureOperator(cells, dtype_name=dtype)
+    operator = pde.PressureOperator(cells, dtype=dtype)
     b = jax.random.normal(jax.random.key(seed + 1), (operator.shape[0],), dtype)
     return operator, b * operator.fluid.reshape(-1)

@@ -3,22 +3,52 @@ ETDRK4 time stepper."""
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ..._results import RESULTS
 from ._sharding import over_devices, sample_indices
+
+
+class BurgersSample(eqx.Module):
+    r"""What ``burgers_samples`` returns: (input, output) pairs of operator
+    learning, named for their roles, with a leading sample axis.
+
+    Attributes:
+        initial: $u(\cdot, 0)$, shape (num_samples, resolution).
+        final: $u(\cdot, t)$, shape (num_samples, resolution).
+        result: per sample, ``RESULTS.successful`` or ``RESULTS.nonfinite``
+            (a time step too long for the data: increase ``num_steps``).
+    """
+
+    initial: Float[Array, "N n"]
+    final: Float[Array, "N n"]
+    result: RESULTS
 
 
 def periodic_subsample(
     field: Float[Array, "... N"], resolution: int
 ) -> Float[Array, "... n"]:
-    """Every k-th point of a field on a uniform periodic grid x_j = j / N:
-    8192 -> 1024 (k = 8), 512, 256, ...
+    """The field at every k-th point of a uniform periodic grid, $k = N / n$:
+    $v_i = u_{ki}$ for $u$ at $x_j = j / N$ and $v$ at $x_i = i / n$
+    (8192 -> 1024 with k = 8, 512, 256, ...), along the last axis.
 
-    Raises ValueError unless N is a multiple of ``resolution``.
+    No filtering: modes above the coarse grid's Nyquist frequency alias,
+    as in the published FNO data, which was subsampled the same way.
+
+    Args:
+        field: samples at the N points $x_j = j / N$ (leading axes kept).
+        resolution: n, a divisor of N.
+
+    Returns:
+        The field at the n points $x_i = i / n$.
+
+    Raises:
+        ValueError: N is not a multiple of ``resolution``.
     """
     size = field.shape[-1]
     if resolution < 1 or size % resolution:
@@ -157,8 +187,9 @@ def burgers_samples(
     batch_size: int = 64,
     first_index: int = 0,
     devices=None,
+    throw: bool = True,
     dtype=None,
-):
+) -> BurgersSample:
     r"""``num_samples`` samples of the FNO Burgers benchmark (Li et al. 2021):
     $u_0 \sim N(0, 625(-\Delta + 25)^{-2})$ (``burgers_initial_condition``)
     mapped to $u(\cdot, 1)$ of $u_t + (u^2/2)_x = 0.1 u_{xx}$, periodic on
@@ -174,8 +205,10 @@ def burgers_samples(
     inside ``lax.map``, padded to that width).
 
     Returns:
-        (initial, final), each (num_samples, resolution). Raises if a
-        solution is not finite (a time step too long for the data).
+        A ``BurgersSample``: ``initial`` and ``final``, each (num_samples,
+        resolution), and a ``result`` per sample. With ``throw`` (default)
+        raises if a solution is not finite (a time step too long for the
+        data).
     """
     if num_samples < 1:
         raise ValueError(
@@ -200,11 +233,13 @@ def burgers_samples(
         devices,
     )
     initial, final = initial[:num_samples], final[:num_samples]
-    if not bool(jnp.all(jnp.isfinite(final))):
+    finite = jnp.all(jnp.isfinite(final), axis=-1)
+    result = RESULTS.where(finite, RESULTS.successful, RESULTS.nonfinite)
+    if throw and not bool(jnp.all(finite)):
         raise ValueError(
             "burgers_samples: a solution is not finite; increase num_steps."
         )
-    return initial, final
+    return BurgersSample(initial, final, result)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))

@@ -2,23 +2,94 @@
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ...solvers import CG, RESULTS, DiffusionOperator, Multigrid, solve
+from ..._results import RESULTS
+from ...solvers import CG, DiffusionOperator, Multigrid, solve
 from .._random_field import gaussian_random_field
 from ._sharding import over_devices, sample_indices
+
+# The default relative residual of the multigrid-PCG solve comes from the
+# dtype and the grid: the true residual of a solve in precision eps stalls
+# near eps ||A|| ||u|| / ||b||, which grows like the resolution squared
+# (measured in float32 on one sample: 3.7e-6 relative at 29^2, 9.6e-4 at
+# 421^2, both about 0.04 eps R^2). A fixed 1e-10 is therefore unreachable in
+# float32 (every solve ran out of steps). The default sits 6x above the
+# stall, 0.25 eps R^2, and never below 1e-10, the published generator's
+# direct-solve accuracy, so float64 keeps 1e-10 up to R = 1350.
+_RTOL_FLOOR = 1e-10
+_STALL_MARGIN = 0.25
+
+
+def _default_rtol(resolution: int, dtype) -> float:
+    r"""The default ``rtol`` of ``darcy_sample`` and ``darcy_samples``:
+    $\max(10^{-10}, \epsilon R^2 / 4)$ for the dtype's machine epsilon
+    $\epsilon$ and R nodes per axis (1e-10 in float64 up to R = 1350;
+    5.3e-3 in float32 at 421, 2.5e-5 at 29)."""
+    eps = float(jnp.finfo(dtype).eps)
+    return max(_RTOL_FLOOR, _STALL_MARGIN * eps * resolution**2)
+
+
+def _dtype_and_rtol(resolution, dtype, rtol):
+    dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
+    if dtype not in (jnp.dtype("float32"), jnp.dtype("float64")):
+        raise TypeError(f"darcy_sample: dtype must be float32 or float64, got {dtype}.")
+    if rtol is None:
+        return dtype, _default_rtol(resolution, dtype)
+    if isinstance(rtol, bool) or not float(rtol) > 0:
+        raise ValueError(f"darcy_sample: rtol must be > 0 or None, got {rtol!r}.")
+    return dtype, rtol
+
+
+class DarcySample(eqx.Module):
+    """What ``darcy_sample`` returns (and ``darcy_samples``, with a leading
+    sample axis on every field).
+
+    The sample is an (input, output) pair of operator learning, so the two
+    fields are named for their roles rather than folded into one ``value``.
+
+    Attributes:
+        coefficient: a on all resolution x resolution nodes (3 or 12).
+        solution: u on all nodes, boundary included (u = 0 there).
+        result: the solve's ``RESULTS`` item.
+        stats: the multigrid-PCG solve's (``solvers.Solution.stats``):
+            ``num_steps`` (CG iterations), ``num_matvecs``,
+            ``residual_norm`` (final true residual) and
+            ``residual_history``.
+    """
+
+    coefficient: Float[Array, "r r"]
+    solution: Float[Array, "r r"]
+    result: RESULTS
+    stats: dict
 
 
 def subsample(
     field: Float[Array, "... R R"], resolution: int
 ) -> Float[Array, "... r r"]:
-    """Every k-th node of a field on a uniform grid, boundary nodes kept:
-    421 -> 211 (k = 2), 141 (3), 106 (4), 85 (5), ...
+    """The field at every k-th node of a uniform grid on a closed square,
+    boundary nodes kept: $v_{ij} = u_{ki,kj}$ with $k = (R - 1)/(r - 1)$,
+    so $v$ lives on the r x r nodes $x_i = i / (r - 1)$ of the same square
+    (421 -> 211 with k = 2, 141 (3), 106 (4), 85 (5), ...), over the last
+    two axes.
 
-    Raises ValueError unless (R - 1) is a multiple of (resolution - 1).
+    No filtering: this is how the FNO benchmark's lower resolutions were
+    made from its 421 data.
+
+    Args:
+        field: values on the R x R nodes $x_i = i / (R - 1)$ (leading axes
+            kept).
+        resolution: r >= 2 with (R - 1) a multiple of (r - 1).
+
+    Returns:
+        The field on the r x r nodes.
+
+    Raises:
+        ValueError: (R - 1) is not a multiple of (resolution - 1).
     """
     size = field.shape[-1]
     if resolution < 2 or (size - 1) % (resolution - 1):
@@ -36,9 +107,10 @@ def darcy_sample(
     resolution: int = 421,
     alpha: float = 2.0,
     tau: float = 3.0,
-    rtol: float = 1e-10,
+    rtol: float | None = None,
+    throw: bool = True,
     dtype=None,
-):
+) -> DarcySample:
     r"""One sample of the FNO Darcy benchmark (Li et al. 2021):
     $-\nabla\cdot(a\nabla u) = 1$ on $(0, 1)^2$, $u = 0$ on the boundary,
     with $a = 12$ where a Gaussian random field $N(0, (-\Delta + \tau^2)^{-\alpha})$
@@ -50,15 +122,28 @@ def darcy_sample(
     arithmetic-mean face coefficients (``solvers.DiffusionOperator``); the
     solve. Deviation: the published generator solves with a direct sparse
     solver in MATLAB; here multigrid-preconditioned CG to ``rtol`` on the
-    true residual (default 1e-10, about 9 iterations), which agrees with a
-    sparse direct solve to about 1e-9 relative (tested).
+    true residual, which agrees with a sparse direct solve to about 1e-9
+    relative in float64 (tested).
+
+    Args:
+        key: PRNG key of the random field.
+        resolution: nodes per axis, boundary included (the benchmark's 421;
+            ``subsample`` to 211, 141, 106, 85).
+        alpha: the field's smoothness.
+        tau: the field's inverse length scale.
+        rtol: the solve's relative residual; default from the dtype's
+            machine epsilon and R = resolution,
+            $\max(10^{-10}, \epsilon R^2/4)$: 1e-10 in float64 (about 9
+            iterations), 5.3e-3 in float32 at 421 (where the float32
+            residual stalls near 1e-3, about $0.04\,\epsilon R^2$).
+        throw: raise unless the solve succeeded; pass False inside
+            ``jax.vmap`` and read ``result``.
+        dtype: float32 or float64 (default: JAX's default float).
 
     Returns:
-        (coefficient, solution, result), the first two on all nodes
-        (boundary included, u = 0 there); ``result`` is the solver's
-        ``RESULTS`` item.
+        A ``DarcySample``.
     """
-    dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
+    dtype, rtol = _dtype_and_rtol(resolution, dtype, rtol)
     field = gaussian_random_field(
         key, (resolution, resolution), alpha=alpha, tau=tau, dtype=dtype
     )
@@ -71,10 +156,10 @@ def darcy_sample(
         jnp.ones(interior * interior, dtype),
         solver,
         preconditioner=Multigrid(),
-        throw=False,
+        throw=throw,
     )
     u = jnp.pad(solution.value.reshape(interior, interior), 1)
-    return coefficient, u, solution.result
+    return DarcySample(coefficient, u, solution.result, solution.stats)
 
 
 def darcy_samples(
@@ -84,12 +169,13 @@ def darcy_samples(
     resolution: int = 421,
     alpha: float = 2.0,
     tau: float = 3.0,
-    rtol: float = 1e-10,
+    rtol: float | None = None,
     batch_size: int = 1,
     first_index: int = 0,
     devices=None,
+    throw: bool = True,
     dtype=None,
-):
+) -> DarcySample:
     """``num_samples`` samples of the FNO Darcy benchmark (see ``darcy_sample``).
 
     Sample i uses ``jax.random.fold_in(key, first_index + i)``, so a sample
@@ -105,9 +191,14 @@ def darcy_samples(
     faster on GPUs but a sample's last bits may then depend on its position
     in the batch (vectorised sums round differently).
 
+    ``rtol`` defaults from the dtype as in ``darcy_sample``.
+
     Returns:
-        (coefficient, solution), each (num_samples, resolution, resolution).
-        Raises if a solve did not converge (``RESULTS``' message says why).
+        A ``DarcySample`` whose fields carry a leading axis of num_samples:
+        ``coefficient`` and ``solution`` (num_samples, resolution,
+        resolution), ``result`` and every stat one per sample. With
+        ``throw`` (default) raises if a solve did not converge (the
+        ``RESULTS`` message says why).
     """
     if num_samples < 1:
         raise ValueError(f"darcy_samples: num_samples must be >= 1, got {num_samples}.")
@@ -116,8 +207,9 @@ def darcy_samples(
     devices = tuple(jax.local_devices() if devices is None else devices)
     if batch_size < 1:
         raise ValueError(f"darcy_samples: batch_size must be >= 1, got {batch_size}.")
+    dtype, rtol = _dtype_and_rtol(resolution, dtype, rtol)
     indices = sample_indices(num_samples, first_index, devices, batch_size)
-    coefficients, solutions, results = _generate(
+    samples = _generate(
         key,
         indices,
         resolution,
@@ -128,10 +220,12 @@ def darcy_samples(
         dtype,
         devices,
     )
-    coefficients, solutions = coefficients[:num_samples], solutions[:num_samples]
-    results = jax.tree_util.tree_map(lambda leaf: leaf[:num_samples], results)
-    coefficients = results.error_if(coefficients, results != RESULTS.successful)
-    return coefficients, solutions
+    samples = jax.tree_util.tree_map(lambda leaf: leaf[:num_samples], samples)
+    if throw:
+        failed = samples.result != RESULTS.successful
+        coefficient = samples.result.error_if(samples.coefficient, failed)
+        samples = eqx.tree_at(lambda s: s.coefficient, samples, coefficient)
+    return samples
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6, 7, 8))
@@ -144,6 +238,7 @@ def _generate(key, indices, resolution, alpha, tau, rtol, batch_size, dtype, dev
                 alpha=alpha,
                 tau=tau,
                 rtol=rtol,
+                throw=False,
                 dtype=dtype,
             )
 

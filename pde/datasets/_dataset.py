@@ -136,11 +136,11 @@ def write_dataset(
         if name in shards and path.exists() and _digest(path) == shards[name]:
             bar.update(size)
             continue
-        fields = spec.samples(key, size, first_index=first, **options)
+        samples = spec.samples(key, size, first_index=first, **options)
         arrays = {
-            f"{name}_{r}": np.asarray(spec.subsample(field, r))
+            f"{name}_{r}": np.asarray(spec.subsample(getattr(samples, name), r))
             for r in saved
-            for name, field in zip(spec.fields, fields, strict=True)
+            for name in spec.fields
         }
         replace_atomically(path, lambda file, arrays=arrays: np.savez(file, **arrays))
         shards[name] = _digest(path)

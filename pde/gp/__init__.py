@@ -2,7 +2,6 @@
 
 from ._gp_box import GPBoxSolution as GPBoxSolution
 from ._gp_box import gp_solve_box as gp_solve_box
-from ._gp_box import initial_spectral_mixtures as initial_spectral_mixtures
 from ._gp_kernels import AbstractStationaryKernel as AbstractStationaryKernel
 from ._gp_kernels import MaternKernel as MaternKernel
 from ._gp_kernels import MaternMixtureKernel as MaternMixtureKernel
@@ -10,4 +9,3 @@ from ._gp_kernels import SpectralMixtureKernel as SpectralMixtureKernel
 from ._gp_kernels import SquaredExponentialKernel as SquaredExponentialKernel
 from ._gp_solve import GPSolution as GPSolution
 from ._gp_solve import gp_solve as gp_solve
-from ._gp_solve import initial_spectral_mixture as initial_spectral_mixture

@@ -5,6 +5,7 @@ is ever formed."""
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -14,22 +15,23 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from ... import solvers
-from ...solvers import RESULTS
-from .._box_inputs import boundary_on_grid, check_box_inputs
+from ..._results import RESULTS
+from .._box_inputs import boundary_on_grid, check_box_inputs, check_rtol
 from ..spectral._chebyshev import halving_line_search
-from ._gp_kernels import AbstractStationaryKernel
-from ._gp_solve import (
-    _DEFAULT_PRECISION,
-    _LIKELIHOOD_NUGGET,
-    _alternate,
-    _astype,
-    _result_and_stats,
-    _uniform_kernel_matrix,
+from ._collocation import (
+    DEFAULT_PRECISION,
+    LIKELIHOOD_NUGGET,
+    OuterLoop,
+    alternate,
+    astype,
     fit_spectrum,
     reported_spectrum,
+    result_and_stats,
     spectral_mixture_from_magnitude,
+    uniform_kernel_matrix,
     windowed_magnitude,
 )
+from ._gp_kernels import AbstractStationaryKernel
 
 # Modes of each factor whose eigenvalue is below this fraction of the
 # largest are dropped: below it the whitened basis is rounding, and the
@@ -69,7 +71,7 @@ class _Factor(eqx.Module):
 
 
 def _factor(kernel, n, orders, length, cutoff, rank):
-    covariance = _uniform_kernel_matrix(kernel, n, n, 0)
+    covariance = uniform_kernel_matrix(kernel, n, n, 0)
     eigenvalues, q = jnp.linalg.eigh(covariance)
     num_above_cutoff = jnp.sum(eigenvalues > cutoff * eigenvalues[-1])
     eigenvalues, q = eigenvalues[n - rank :], q[:, n - rank :]
@@ -79,7 +81,7 @@ def _factor(kernel, n, orders, length, cutoff, rank):
     slopes = {0: q * jnp.where(keep, jnp.sqrt(safe), 0.0)[None, :]}
     for p in orders:
         if p:
-            slopes[p] = _uniform_kernel_matrix(kernel, n, n, p) @ whitening / length**p
+            slopes[p] = uniform_kernel_matrix(kernel, n, n, p) @ whitening / length**p
     return _Factor(slopes, whitening, keep, num_above_cutoff)
 
 
@@ -277,7 +279,12 @@ def _fit_values(
         size = jnp.linalg.norm(scale * step) / jnp.maximum(
             jnp.linalg.norm(new_beta), jnp.finfo(dtype).tiny
         )
-        return new_beta, size, step_count + 1, cg_count + solution.stats["num_steps"]
+        return (
+            new_beta,
+            size,
+            step_count + 1,
+            cg_count + solution.stats["num_matvecs"],
+        )
 
     tolerance = 100 * jnp.finfo(dtype).eps ** 0.5
 
@@ -286,7 +293,7 @@ def _fit_values(
         return (size > tolerance) & (step_count < newton_steps)
 
     count = jnp.asarray(0, jnp.int32)
-    beta, size, steps, cg_total = lax.while_loop(
+    beta, size, steps, matvecs = lax.while_loop(
         not_converged,
         newton_step,
         (jnp.zeros(basis_shape, dtype), jnp.asarray(jnp.inf, dtype), count, count),
@@ -296,15 +303,15 @@ def _fit_values(
     truncated = jnp.any(
         jnp.stack([f.num_above_cutoff > r for f, r in zip(factors, rank, strict=True)])
     )
-    return values, coefficients, steps, size <= tolerance, cg_total, truncated
+    return values, coefficients, steps, size <= tolerance, matvecs, truncated
 
 
 class GPBoxSolution(eqx.Module):
     """What ``gp_solve_box`` returns.
 
     Attributes:
-        grids: the nodes along each axis.
-        values: the solution at the grid nodes, shape (n1, ..., nd).
+        grids: the nodes along each axis, one 1-D array per axis.
+        value: the solution at the grid nodes, shape (n1, ..., nd).
         kernels: the learnt covariance factors, in unit coordinates
             $t_j = (x_j - a_j) / (b_j - a_j)$.
         coefficients: $\\alpha$ with
@@ -312,16 +319,18 @@ class GPBoxSolution(eqx.Module):
             \\alpha_{i_1 \\dots i_d}$.
         frequencies, weights: per axis, the spectrum of the solution in
             cycles per unit length of $x_j$, strongest first, from ``kernels``
-            refitted by marginal likelihood to ``values``
+            refitted by marginal likelihood to ``value``
             (``spectrum_steps``); pruned components have weight 0.
-        result: ``solvers.RESULTS.successful`` or why it stopped.
-        stats: as ``GPSolution`` (``residual_norm`` is the relative RMS of F
-            at the cell centres), plus ``num_cg_steps`` of the kept solve and
+        result: ``RESULTS.successful`` or why it stopped.
+        stats: as ``GPSolution`` (``num_steps``: outer steps tried;
+            ``residual_norm``: the relative RMS of F at the cell centres),
+            plus ``num_matvecs`` (products with the Gauss-Newton normal
+            operator in the conjugate-gradient solves of the kept solve) and
             ``rank_truncated`` (whether ``max_rank`` cut modes).
     """
 
     grids: tuple[Array, ...]
-    values: Float[Array, "*grid"]
+    value: Float[Array, "*grid"]
     kernels: tuple[AbstractStationaryKernel, ...]
     coefficients: Float[Array, "*grid"]
     frequencies: tuple[Array, ...]
@@ -332,7 +341,7 @@ class GPBoxSolution(eqx.Module):
     def _rows(self, axis, coordinates, order):
         grid, kernel = self.grids[axis], self.kernels[axis]
         start, length = grid[0], grid[-1] - grid[0]
-        t = (jnp.asarray(coordinates, self.values.dtype) - start) / length
+        t = (jnp.asarray(coordinates, self.value.dtype) - start) / length
         nodes = (grid - start) / length
         nodes = nodes.reshape((1,) * t.ndim + nodes.shape)
         return kernel.derivative(t[..., None] - nodes, order) / length**order
@@ -342,7 +351,7 @@ class GPBoxSolution(eqx.Module):
         at points of shape (..., d); ``orders`` (p_1, ..., p_d), default all
         0. For a tensor grid use ``on_grid``: it costs d matrix products
         instead of a kernel row per point."""
-        points = jnp.asarray(points, self.values.dtype)
+        points = jnp.asarray(points, self.value.dtype)
         ndim = len(self.grids)
         orders = (0,) * ndim if orders is None else tuple(orders)
         rows = [self._rows(j, points[..., j], orders[j]) for j in range(ndim)]
@@ -365,9 +374,10 @@ class GPBoxSolution(eqx.Module):
         return self.derivative(points)
 
 
-def initial_spectral_mixtures(source, boundary_values, num_components=4):
-    """Per axis, ``initial_spectral_mixture`` of the magnitude spectrum of the
-    source along that axis (averaged over the others) plus that of the
+def _initial_spectral_mixtures(source, boundary_values, num_components):
+    """The default starting kernels of ``gp_solve_box``: per axis, the
+    spectral mixture (``spectral_mixture_from_magnitude``) of the magnitude
+    spectrum of the source along that axis (averaged over the others) plus that of the
     boundary data on the faces parallel to it, each normalised to its peak:
     the boundary carries the frequencies when the source does not (pure
     transport, homogeneous equations)."""
@@ -409,7 +419,7 @@ def _box_negative_log_likelihood(kernels, values, nugget):
     value = 0.0
     for axis, kernel in enumerate(kernels):
         n = values.shape[axis]
-        covariance = _uniform_kernel_matrix(kernel, n, n, 0)
+        covariance = uniform_kernel_matrix(kernel, n, n, 0)
         scale = jnp.mean(jnp.diag(covariance))
         covariance = covariance + nugget * scale * jnp.eye(n, dtype=values.dtype)
         factor = jnp.linalg.cholesky(covariance)
@@ -432,7 +442,7 @@ def _centre_residual(equation, centres, kernels, coefficients, terms, lengths, s
 
     def at_centres(orders):
         matrices = [
-            _uniform_kernel_matrix(kernels[j], shape[j] - 1, shape[j], orders[j], 0.5)
+            uniform_kernel_matrix(kernels[j], shape[j] - 1, shape[j], orders[j], 0.5)
             / lengths[j] ** orders[j]
             for j in range(len(shape))
         ]
@@ -451,6 +461,109 @@ def _residual_of_zero(equation, points, num_derivatives):
     return jax.vmap(equation)(flat, *zeros)
 
 
+class _BoxProblem(NamedTuple):
+    """The discrete problem of ``gp_solve_box``: the uniform tensor grid,
+    the boundary data on it, the axis lengths, the modes kept per axis,
+    the derivative terms and the residual precision."""
+
+    grids: tuple
+    points: Array
+    boundary_values: Array
+    lengths: tuple
+    rank: tuple
+    derivatives: tuple
+    precision: float
+
+
+def _box_problem(
+    boundary, domain, num_points, derivatives, max_rank, precision, dtype
+) -> _BoxProblem:
+    """Checks the inputs, fills the defaults and builds the grid."""
+    ndim = len(domain)
+    if derivatives is None:
+        derivatives = tuple(
+            tuple(2 if k == j else 0 for k in range(ndim)) for j in range(ndim)
+        )
+    derivatives = tuple(tuple(term) for term in derivatives)
+    num_points = tuple(num_points)
+    check_box_inputs(
+        domain,
+        num_points,
+        derivatives,
+        min_points=4,
+        interval_solver="gp_solve",
+        max_dims=3,
+    )
+    if max_rank is None:
+        max_rank = _DEFAULT_MAX_RANK[ndim]
+    if not isinstance(max_rank, int) or max_rank < 1:
+        raise ValueError(f"max_rank must be a positive int, got {max_rank!r}.")
+    grids = tuple(
+        jnp.linspace(jnp.asarray(a, dtype), jnp.asarray(b, dtype), n)
+        for (a, b), n in zip(domain, num_points, strict=True)
+    )
+    points = jnp.stack(jnp.meshgrid(*grids, indexing="ij"), axis=-1)
+    return _BoxProblem(
+        grids=grids,
+        points=points,
+        boundary_values=boundary_on_grid(boundary, points, dtype),
+        lengths=tuple(grid[-1] - grid[0] for grid in grids),
+        rank=tuple(min(n, max_rank) for n in num_points),
+        derivatives=derivatives,
+        precision=DEFAULT_PRECISION[dtype] if precision is None else precision,
+    )
+
+
+def _centre_residual_function(equation, problem: _BoxProblem):
+    """``(kernels, coefficients) -> relative RMS of F at the cell centres``,
+    with the source's mean square there as the scale."""
+    points, ndim = problem.points, len(problem.grids)
+    centres = (points[(slice(1, None),) * ndim] + points[(slice(None, -1),) * ndim]) / 2
+    centre_source = _residual_of_zero(equation, centres, len(problem.derivatives))
+    scale = jnp.maximum(jnp.mean(centre_source**2), jnp.finfo(points.dtype).tiny)
+
+    def centre_residual(kernels, coefficients):
+        return _centre_residual(
+            equation,
+            centres,
+            kernels,
+            coefficients,
+            problem.derivatives,
+            problem.lengths,
+            scale,
+        )
+
+    return centre_residual
+
+
+def _box_solution(
+    problem: _BoxProblem, loop: OuterLoop, spectrum_steps, rtol, throw
+) -> GPBoxSolution:
+    """The kept solve, its result and stats, and the spectrum per axis
+    refitted to the final values."""
+    value, coefficients, newton, converged, matvecs, truncated = loop.solve
+    likelihood_kernels = fit_spectrum(
+        loop.kernel, value, _box_negative_log_likelihood, spectrum_steps
+    )
+    spectra = [
+        reported_spectrum(kernel, length)
+        for kernel, length in zip(likelihood_kernels, problem.lengths, strict=True)
+    ]
+    value, result, stats = result_and_stats(value, converged, newton, loop, rtol, throw)
+    stats["num_matvecs"] = matvecs
+    stats["rank_truncated"] = truncated
+    return GPBoxSolution(
+        problem.grids,
+        value,
+        loop.kernel,
+        coefficients,
+        tuple(frequencies for frequencies, _ in spectra),
+        tuple(weights for _, weights in spectra),
+        result,
+        stats,
+    )
+
+
 @eqx.filter_jit
 def gp_solve_box(
     equation: Callable,
@@ -458,6 +571,7 @@ def gp_solve_box(
     domain: Sequence[tuple[float, float]],
     num_points: Sequence[int],
     *,
+    rtol: float,
     derivatives: tuple[tuple[int, ...], ...] | None = None,
     kernels: tuple[AbstractStationaryKernel, ...] | None = None,
     num_components: int = 4,
@@ -469,7 +583,6 @@ def gp_solve_box(
     cg_steps: int = 100,
     spectrum_steps: int = 1000,
     max_rank: int | None = None,
-    rtol: float = 0.0,
     throw: bool = True,
     dtype=None,
 ) -> GPBoxSolution:
@@ -509,12 +622,21 @@ def gp_solve_box(
         derivatives: multi-indices $(p_1, \dots, p_d)$ passed to
             ``equation`` after u, each order 0..4 (mixed ones allowed);
             default the pure second derivatives (the Laplacian's terms).
+        rtol: the target of the residual at the cell centres (required,
+            keyword-only; 0 sets no target), as ``gp_solve``.
         kernels: starting covariance factors on the unit interval, one per
-            axis; default ``initial_spectral_mixtures`` of the source and
-            boundary data.
-        num_components, precision, max_outer_steps, kernel_steps,
-        learning_rate, newton_steps, spectrum_steps, rtol, throw: as
-            ``gp_solve``.
+            axis; default per axis a spectral mixture read off the
+            magnitude spectrum of the source along that axis (averaged over
+            the others) plus that of the boundary data on the faces
+            parallel to it.
+        num_components: as in ``gp_solve``.
+        precision: as in ``gp_solve``.
+        max_outer_steps: as in ``gp_solve``.
+        kernel_steps: as in ``gp_solve``.
+        learning_rate: as in ``gp_solve``.
+        newton_steps: as in ``gp_solve``.
+        spectrum_steps: as in ``gp_solve``.
+        throw: as in ``gp_solve``.
         cg_steps: conjugate-gradient steps per Gauss-Newton step at most.
         max_rank: modes per axis at most (default 128 in 2-D, 25 in 3-D);
             the dense normal matrix has $\prod_j \min(n_j, \text{max\_rank})$
@@ -524,7 +646,8 @@ def gp_solve_box(
         dtype: float32 or float64 (default: JAX's default float).
 
     Returns:
-        A ``GPBoxSolution``.
+        A ``GPBoxSolution``: the value on the grid, a callable for any
+        point, the learnt spectra, stats and result.
 
     Accuracy (``benchmarks/gp_pde_box.py``, float64, one H100, default
     budget): relative L2 2.0e-8 on Q1 (sin(100x) sin(100y), 400^2), 6.4e-8 on
@@ -554,95 +677,44 @@ def gp_solve_box(
         difference equations by tensor product methods, Numer. Math. 6 (1964)
         (fast diagonalisation).
     """
-    ndim = len(domain)
-    if derivatives is None:
-        derivatives = tuple(
-            tuple(2 if k == j else 0 for k in range(ndim)) for j in range(ndim)
-        )
-    derivatives = tuple(tuple(term) for term in derivatives)
-    num_points = tuple(num_points)
-    check_box_inputs(
-        domain,
-        num_points,
-        derivatives,
-        min_points=4,
-        interval_solver="gp_solve",
-        max_dims=3,
-    )
-    if max_rank is None:
-        max_rank = _DEFAULT_MAX_RANK[ndim]
+    check_rtol(rtol, zero_allowed=True)
     dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
-    grids = tuple(
-        jnp.linspace(jnp.asarray(a, dtype), jnp.asarray(b, dtype), n)
-        for (a, b), n in zip(domain, num_points, strict=True)
+    problem = _box_problem(
+        boundary, domain, num_points, derivatives, max_rank, precision, dtype
     )
-    points = jnp.stack(jnp.meshgrid(*grids, indexing="ij"), axis=-1)
-    boundary_values = boundary_on_grid(boundary, points, dtype)
-    lengths = tuple(grid[-1] - grid[0] for grid in grids)
-    if not isinstance(max_rank, int) or max_rank < 1:
-        raise ValueError(f"max_rank must be a positive int, got {max_rank!r}.")
-    rank = tuple(min(n, max_rank) for n in num_points)
-    if precision is None:
-        precision = _DEFAULT_PRECISION[dtype]
-    source = _residual_of_zero(equation, points, len(derivatives)).reshape(num_points)
+    derivatives = problem.derivatives
     if kernels is None:
-        kernels = initial_spectral_mixtures(source, boundary_values, num_components)
-    kernels = _astype(tuple(kernels), dtype)
+        source = _residual_of_zero(equation, problem.points, len(derivatives))
+        kernels = _initial_spectral_mixtures(
+            source.reshape(problem.points.shape[:-1]),
+            problem.boundary_values,
+            num_components,
+        )
+    kernels = astype(tuple(kernels), dtype)
 
     def solve(current):
         return _fit_values(
             equation,
-            points,
-            boundary_values,
+            problem.points,
+            problem.boundary_values,
             current,
             derivatives,
-            lengths,
-            precision,
+            problem.lengths,
+            problem.precision,
             newton_steps,
             cg_steps,
-            rank,
+            problem.rank,
         )
 
-    centres = (points[(slice(1, None),) * ndim] + points[(slice(None, -1),) * ndim]) / 2
-    centre_source = _residual_of_zero(equation, centres, len(derivatives))
-    scale = jnp.maximum(jnp.mean(centre_source**2), jnp.finfo(dtype).tiny)
-
-    def centre_residual(current, coefficients):
-        return _centre_residual(
-            equation, centres, current, coefficients, derivatives, lengths, scale
-        )
-
-    nugget = _LIKELIHOOD_NUGGET[dtype]
-    kernels, best, residual, tried, accepted, history = _alternate(
+    nugget = LIKELIHOOD_NUGGET[dtype]
+    loop = alternate(
         kernels,
         solve,
-        centre_residual,
+        _centre_residual_function(equation, problem),
         lambda k, target: _box_negative_log_likelihood(k, target, nugget),
         max_outer_steps,
         kernel_steps,
         learning_rate,
         rtol,
     )
-    values, coefficients, steps, converged, cg_total, truncated = best
-    likelihood_kernels = fit_spectrum(
-        kernels, values, _box_negative_log_likelihood, spectrum_steps
-    )
-    spectra = [
-        reported_spectrum(kernel, length)
-        for kernel, length in zip(likelihood_kernels, lengths, strict=True)
-    ]
-    values, result, stats = _result_and_stats(
-        values, converged, throw, steps, residual, rtol, tried, accepted, history
-    )
-    stats["num_cg_steps"] = cg_total
-    stats["rank_truncated"] = truncated
-    return GPBoxSolution(
-        grids,
-        values,
-        kernels,
-        coefficients,
-        tuple(frequencies for frequencies, _ in spectra),
-        tuple(weights for _, weights in spectra),
-        result,
-        stats,
-    )
+    return _box_solution(problem, loop, spectrum_steps, rtol, throw)

@@ -10,19 +10,41 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
-from ...solvers import RESULTS
+from ..._results import RESULTS
+from .._box_inputs import check_rtol
 
 
-def chebyshev_points(num_points: int, domain=(-1.0, 1.0), dtype=None):
-    r"""$x_j = a + (b - a)(1 - \cos(\pi j / n)) / 2$, j = 0..n, n = num_points - 1:
-    the Chebyshev extreme points of [a, b], in increasing order."""
+def chebyshev_points(
+    num_points: int, domain: tuple[float, float] = (-1.0, 1.0), dtype=None
+) -> Float[Array, " n"]:
+    r"""The Chebyshev extreme points of $[a, b]$, in increasing order:
+    $x_j = a + (b - a)(1 - \cos(\pi j / m)) / 2$, $j = 0, \dots, m$,
+    $m$ = ``num_points`` - 1 (Chebyshev-Gauss-Lobatto points, the extrema
+    of $T_m$ mapped to $[a, b]$; both ends included).
+
+    Computed in float64 NumPy and rounded once to ``dtype``, so the ends are
+    exactly a and b.
+
+    Args:
+        num_points: $m + 1 \ge 2$.
+        domain: the interval $(a, b)$, $a < b$.
+        dtype: float dtype (default: JAX's default float).
+
+    Returns:
+        The points, shape (num_points,).
+
+    References:
+        L. N. Trefethen, Spectral Methods in MATLAB, SIAM 2000, ch. 5-6.
+    """
     dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
+    if num_points < 2:
+        raise ValueError(f"chebyshev_points: need num_points >= 2, got {num_points}.")
     a, b = domain
     t = -np.cos(np.pi * np.arange(num_points) / (num_points - 1))
     return jnp.asarray(a + (b - a) * (t + 1) / 2, dtype)
 
 
-def _unit_differentiation_matrix(num_points: int) -> np.ndarray:
+def unit_differentiation_matrix(num_points: int) -> np.ndarray:
     """D on [-1, 1] in float64 NumPy (a constant of the compiled program)."""
     n = num_points - 1
     j = np.arange(num_points)
@@ -40,16 +62,42 @@ def _unit_differentiation_matrix(num_points: int) -> np.ndarray:
     return matrix
 
 
-def chebyshev_differentiation_matrix(num_points: int, domain=(-1.0, 1.0), dtype=None):
-    r"""D with $(D u)_i = p'(x_i)$ for the polynomial p interpolating u at
-    ``chebyshev_points`` (Trefethen, Spectral Methods in MATLAB, ch. 6).
-    Built in float64 from $\sin$ forms of the point differences and with
-    the diagonal as minus the off-diagonal row sums, which keeps rounding at
-    $O(n^2\epsilon)$ instead of $O(n^4\epsilon)$ (Baltensperger & Trummer)."""
+def chebyshev_differentiation_matrix(
+    num_points: int, domain: tuple[float, float] = (-1.0, 1.0), dtype=None
+) -> Float[Array, "n n"]:
+    r"""The Chebyshev spectral differentiation matrix D on $[a, b]$:
+    $(Du)_i = p'(x_i)$ for the polynomial p of degree $m$ = ``num_points``
+    $- 1$ that interpolates u at the ``chebyshev_points`` $x_0 < \dots < x_m$.
+
+    Entries (Trefethen, ch. 6, with $c_0 = c_m = 2$, $c_j = 1$ otherwise),
+    scaled by $2/(b - a)$ from $[-1, 1]$:
+    $D_{ij} = \frac{c_i}{c_j}\frac{(-1)^{i+j}}{x_i - x_j}$ for $i \ne j$ and
+    $D_{ii} = -\sum_{j \ne i} D_{ij}$. Exact (to rounding) on polynomials of
+    degree at most m; $D^k$ differentiates k times. Built in float64 from
+    $\sin$ forms of the point differences, with the diagonal as minus the
+    off-diagonal row sums (negative sum trick), which keeps the rounding of
+    $D$ at $O(m^2\epsilon)$ instead of $O(m^4\epsilon)$ and of $D^2$ at about
+    $m^4\epsilon$ relative to its largest entries.
+
+    Args:
+        num_points: $m + 1 \ge 2$.
+        domain: the interval $(a, b)$, $a < b$.
+        dtype: float dtype (default: JAX's default float).
+
+    Returns:
+        D, shape (num_points, num_points).
+
+    References:
+        L. N. Trefethen, Spectral Methods in MATLAB, SIAM 2000, ch. 6.
+        R. Baltensperger, M. R. Trummer, Spectral differencing with a twist,
+        SIAM J. Sci. Comput. 24 (2003).
+    """
     if num_points < 2:
         raise ValueError(f"need at least 2 points, got {num_points}.")
     a, b = domain
-    matrix = _unit_differentiation_matrix(num_points) * 2 / (b - a)
+    if not float(b) > float(a):
+        raise ValueError(f"domain must have b > a, got {domain!r}.")
+    matrix = unit_differentiation_matrix(num_points) * 2 / (b - a)
     return jnp.asarray(matrix, jnp.dtype(dtype or jnp.zeros(0).dtype))
 
 
@@ -57,22 +105,23 @@ class ChebyshevSolution(eqx.Module):
     """What ``chebyshev_solve`` returns.
 
     Attributes:
-        points: the Chebyshev points of the domain (increasing).
-        values: the solution there.
-        result: ``solvers.RESULTS.successful``, or why Newton stopped.
-        stats: ``num_steps`` (Newton steps) and ``residual_norm`` (max |F| at
-            the collocation points, boundary rows included).
+        grid: the Chebyshev points of the domain (increasing).
+        value: the solution there.
+        result: ``RESULTS.successful``, or why Newton stopped.
+        stats: ``num_steps`` (Newton steps, the last differentiated one
+            included) and ``residual_norm`` (max |F| at the collocation
+            points, boundary rows included, before the last step).
     """
 
-    points: Float[Array, " n"]
-    values: Float[Array, " n"]
+    grid: Float[Array, " n"]
+    value: Float[Array, " n"]
     result: RESULTS
     stats: dict
 
     def __call__(self, x):
         """The interpolating polynomial at any x in the domain."""
-        x = jnp.asarray(x, self.points.dtype)
-        return barycentric_rows(self.points, x) @ self.values
+        x = jnp.asarray(x, self.grid.dtype)
+        return barycentric_rows(self.grid, x) @ self.value
 
 
 def barycentric_rows(nodes, x):
@@ -113,13 +162,14 @@ def halving_line_search(residual, u, step, size, max_halvings=30):
 
 def chebyshev_solve(
     equation: Callable,
+    boundary: tuple[float, float],
     domain: tuple[float, float],
-    boundary: tuple,
     num_points: int,
     *,
-    initial=None,
     rtol: float,
+    initial=None,
     max_steps: int = 50,
+    throw: bool = True,
     dtype=None,
 ) -> ChebyshevSolution:
     r"""Solve $F(x, u, u', u'') = 0$ on [a, b] with $u(a) = g_a$, $u(b) = g_b$
@@ -149,22 +199,30 @@ def chebyshev_solve(
     Args:
         equation: ``F(x, u, du, d2u)`` elementwise, zero at the solution
             (e.g. ``lambda x, u, du, d2u: d2u - f(x)``).
-        domain: (a, b).
-        boundary: (g_a, g_b).
+        boundary: $(g_a, g_b)$.
+        domain: $(a, b)$.
         num_points: collocation points (>= 3).
+        rtol: Newton's stopping tolerance (required, keyword-only). Rounding
+            in D^2 makes the step of a converged iteration about n^2 eps: in
+            float64 use 1e-9 to 1e-10 at a thousand points, 1e-12 at a
+            hundred.
         initial: starting values at the points (default: the straight line
             between the boundary values).
-        rtol: Newton's stopping tolerance (required). Rounding in D^2 makes
-            the step of a converged iteration about n^2 eps: in float64 use
-            1e-9 to 1e-10 at a thousand points, 1e-12 at a hundred.
         max_steps: Newton steps at most.
+        throw: raise unless the result is ``RESULTS.successful``; pass
+            False inside ``jax.vmap`` or gradients and read ``result``.
         dtype: float dtype (default: the default float).
+
+    Returns:
+        A ``ChebyshevSolution``: the value at the points, a callable
+        (barycentric interpolation) for any x, stats and result.
 
     References:
         Trefethen, "Spectral Methods in MATLAB", SIAM 2000, ch. 6, 7, 13.
     """
     if num_points < 3:
         raise ValueError(f"chebyshev_solve: num_points must be >= 3, got {num_points}.")
+    check_rtol(rtol, zero_allowed=False)
     if len(domain) != 2 or len(boundary) != 2:
         raise ValueError(
             "chebyshev_solve: domain and boundary are (left, right) pairs."
@@ -176,7 +234,7 @@ def chebyshev_solve(
     x = a + (b - a) * (t + 1) / 2
     # D and D^2 on [-1, 1] as float64 constants: a product of traced
     # constants would be folded by the compiler, slowly, at every jit
-    unit = _unit_differentiation_matrix(num_points)
+    unit = unit_differentiation_matrix(num_points)
     d1 = jnp.asarray(unit, dtype) * (2 / (b - a))
     d2 = jnp.asarray(unit @ unit, dtype) * (2 / (b - a)) ** 2
 
@@ -230,5 +288,7 @@ def chebyshev_solve(
         RESULTS.where(converged, RESULTS.successful, RESULTS.newton_max_steps_reached),
         RESULTS.nonfinite,
     )
+    if throw:
+        u = result.error_if(u, result != RESULTS.successful)
     stats = {"num_steps": steps + 1, "residual_norm": jnp.max(jnp.abs(value))}
     return ChebyshevSolution(x, u, result, stats)

@@ -12,13 +12,13 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from ... import solvers
-from ...solvers import RESULTS
-from .._box_inputs import boundary_on_grid, check_box_inputs
+from ..._results import RESULTS
+from .._box_inputs import boundary_on_grid, check_box_inputs, check_rtol
 from ._chebyshev import (
-    _unit_differentiation_matrix,
     barycentric_rows,
     chebyshev_points,
     halving_line_search,
+    unit_differentiation_matrix,
 )
 
 # Beyond this many unknowns the dense Jacobian (8 N^2 bytes in float64, an
@@ -34,32 +34,35 @@ class ChebyshevBoxSolution(eqx.Module):
     """What ``chebyshev_solve_box`` returns.
 
     Attributes:
-        grids: the Chebyshev points of each axis (increasing).
-        values: the solution on the tensor grid, shape (n1, n2).
-        result: ``solvers.RESULTS.successful``, or why Newton stopped.
-        stats: ``num_steps`` (Newton steps), ``num_linear_steps`` (GMRES
-            matrix-vector products over all Newton steps; 0 with the dense
-            solve) and ``residual_norm`` (max |F| at the collocation nodes).
+        grids: the Chebyshev points of each axis (increasing), one 1-D
+            array per axis.
+        value: the solution on the tensor grid, shape (n1, n2).
+        result: ``RESULTS.successful``, or why Newton stopped.
+        stats: ``num_steps`` (Newton steps, the last differentiated one
+            included), ``num_matvecs`` (products with the Newton Jacobian in
+            GMRES over all Newton steps; 0 with the dense LU solve) and
+            ``residual_norm`` (max |F| at the collocation nodes before the
+            last step).
     """
 
     grids: tuple[Float[Array, " n1"], Float[Array, " n2"]]
-    values: Float[Array, "n1 n2"]
+    value: Float[Array, "n1 n2"]
     result: RESULTS
     stats: dict
 
     def on_grid(self, x1, x2):
         """The interpolating polynomial on the tensor grid x1 x x2 (1-D
         arrays), shape (len(x1), len(x2)): two barycentric matrices."""
-        rows1 = barycentric_rows(self.grids[0], jnp.asarray(x1, self.values.dtype))
-        rows2 = barycentric_rows(self.grids[1], jnp.asarray(x2, self.values.dtype))
-        return rows1 @ self.values @ rows2.T
+        rows1 = barycentric_rows(self.grids[0], jnp.asarray(x1, self.value.dtype))
+        rows2 = barycentric_rows(self.grids[1], jnp.asarray(x2, self.value.dtype))
+        return rows1 @ self.value @ rows2.T
 
     def __call__(self, points):
         """The interpolating polynomial at points of shape (..., 2)."""
-        points = jnp.asarray(points, self.values.dtype)
+        points = jnp.asarray(points, self.value.dtype)
         rows1 = barycentric_rows(self.grids[0], points[..., 0])
         rows2 = barycentric_rows(self.grids[1], points[..., 1])
-        return jnp.einsum("...i,ij,...j->...", rows1, self.values, rows2)
+        return jnp.einsum("...i,ij,...j->...", rows1, self.value, rows2)
 
 
 def _check_inputs(domain, num_points, derivatives, dirichlet):
@@ -85,7 +88,7 @@ def _check_inputs(domain, num_points, derivatives, dirichlet):
 def _derivative_matrices(num_points, length, orders):
     """{p: D^p} on [a, a + length] as float64 NumPy constants (a product of
     traced constants would be folded by the compiler at every jit)."""
-    unit = _unit_differentiation_matrix(num_points)
+    unit = unit_differentiation_matrix(num_points)
     return {
         p: np.linalg.matrix_power(unit, p) * (2 / length) ** p for p in sorted(orders)
     }
@@ -110,7 +113,7 @@ def _fast_diagonalisation(num_points, lengths, dtype):
     4 at 800 points)."""
     factors = []
     for n, length in zip(num_points, lengths, strict=True):
-        unit = _unit_differentiation_matrix(n)
+        unit = unit_differentiation_matrix(n)
         interior = (unit @ unit)[1:-1, 1:-1] * (2 / length) ** 2
         eigenvalues, vectors = np.linalg.eig(interior)
         if np.any(np.imag(eigenvalues) != 0):
@@ -146,15 +149,16 @@ def chebyshev_solve_box(
     domain: Sequence[tuple[float, float]],
     num_points: Sequence[int],
     *,
+    rtol: float,
     derivatives: tuple[tuple[int, int], ...] = ((2, 0), (0, 2)),
     dirichlet: tuple[tuple[bool, bool], tuple[bool, bool]] = (
         (True, True),
         (True, True),
     ),
     initial: Array | None = None,
-    rtol: float,
     max_steps: int = 30,
     max_linear_steps: int = 400,
+    throw: bool = True,
     dtype=None,
 ) -> ChebyshevBoxSolution:
     r"""Solve $F(x, u, \partial^{p_1}u, \dots) = 0$ on a rectangle by
@@ -200,6 +204,9 @@ def chebyshev_solve_box(
             the Chebyshev grid whose entries on the Dirichlet sides are used.
         domain: ((a1, b1), (a2, b2)).
         num_points: Chebyshev points per axis, ends included.
+        rtol: Newton's stopping tolerance (required, keyword-only; see
+            ``chebyshev_solve`` for sensible values, about 1e-10 at a few
+            hundred points).
         derivatives: multi-indices $(p_1, p_2)$ passed to ``equation`` after
             u, orders 0..4.
         dirichlet: which sides carry data, ((lower1, upper1), (lower2,
@@ -207,11 +214,15 @@ def chebyshev_solve_box(
             on (x, t): ((True, False), (True, False)).
         initial: starting values on the grid (default: the boundary data on
             the Dirichlet sides, zero elsewhere).
-        rtol: Newton's stopping tolerance (required; see ``chebyshev_solve``
-            for sensible values, about 1e-10 at a few hundred points).
         max_steps: Newton steps at most.
         max_linear_steps: GMRES matrix-vector products per Newton step.
+        throw: raise unless the result is ``RESULTS.successful``; pass
+            False inside ``jax.vmap`` or gradients and read ``result``.
         dtype: float32 or float64 (default: JAX's default float).
+
+    Returns:
+        A ``ChebyshevBoxSolution``: the value on the grid, a callable
+        (barycentric interpolation) for any point, stats and result.
 
     References:
         L. N. Trefethen, Spectral Methods in MATLAB, SIAM 2000, ch. 7, 13.
@@ -219,6 +230,7 @@ def chebyshev_solve_box(
         D. B. Haidvogel, T. Zang, J. Comput. Phys. 30 (1979).
     """
     _check_inputs(domain, num_points, derivatives, dirichlet)
+    check_rtol(rtol, zero_allowed=False)
     derivatives = tuple(tuple(term) for term in derivatives)
     dirichlet = tuple(tuple(sides) for sides in dirichlet)
     num_points = tuple(num_points)
@@ -384,9 +396,11 @@ def chebyshev_solve_box(
         RESULTS.where(converged, RESULTS.successful, RESULTS.newton_max_steps_reached),
         RESULTS.nonfinite,
     )
+    if throw:
+        u = result.error_if(u, result != RESULTS.successful)
     stats = {
         "num_steps": steps + 1,
-        "num_linear_steps": matvecs + used,
+        "num_matvecs": matvecs + used,
         "residual_norm": jnp.max(jnp.abs(value)),
     }
     return ChebyshevBoxSolution(grids, u, result, stats)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sciax import pde
+from sciax import RESULTS, pde
 from tests.helpers import run_with_eight_host_devices
 
 
@@ -78,9 +78,12 @@ def test_gradient_through_the_time_stepper():
 def test_samples_are_deterministic_and_batch_independent():
     key = jax.random.key(5)
     options = dict(resolution=64, num_steps=20)
-    initial, final = pde.burgers_samples(key, 5, batch_size=2, **options)
+    samples = pde.burgers_samples(key, 5, batch_size=2, **options)
+    assert isinstance(samples, pde.BurgersSample)
+    initial, final = samples.initial, samples.final
     assert initial.shape == final.shape == (5, 64)
-    _, tail = pde.burgers_samples(key, 2, first_index=3, batch_size=2, **options)
+    assert bool(jnp.all(samples.result == RESULTS.successful))
+    tail = pde.burgers_samples(key, 2, first_index=3, batch_size=2, **options).final
     np.testing.assert_allclose(tail, final[3:], rtol=1e-13, atol=1e-15)
     expected = jax.vmap(lambda u: pde.burgers_solve(u, num_steps=20))(initial)
     np.testing.assert_allclose(final, expected, rtol=1e-12, atol=1e-15)
@@ -126,8 +129,8 @@ SHARDED = textwrap.dedent(
     options = dict(resolution=64, num_steps=40, batch_size=1)
     many = pde.burgers_samples(key, 10, **options)
     one = pde.burgers_samples(key, 10, devices=jax.devices()[:1], **options)
-    np.testing.assert_array_equal(np.asarray(many[0]), np.asarray(one[0]))
-    np.testing.assert_allclose(np.asarray(many[1]), np.asarray(one[1]), rtol=1e-13, atol=1e-16)
+    np.testing.assert_array_equal(np.asarray(many.initial), np.asarray(one.initial))
+    np.testing.assert_allclose(np.asarray(many.final), np.asarray(one.final), rtol=1e-13, atol=1e-16)
     print("ok")
     """
 )

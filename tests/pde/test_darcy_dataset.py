@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sps
 import scipy.sparse.linalg as spla
 
-from sciax import pde
+from sciax import RESULTS, pde
 from tests.helpers import run_with_eight_host_devices
 
 RESOLUTION = 29  # 28 = 4 * 7: subsamples to 15, 8 and 5
@@ -41,9 +41,12 @@ def direct_solution(coefficient):
 
 
 def test_samples_agree_with_a_sparse_direct_solve():
-    coefficient, solution = pde.darcy_samples(
-        jax.random.key(1), 3, resolution=RESOLUTION
-    )
+    samples = pde.darcy_samples(jax.random.key(1), 3, resolution=RESOLUTION)
+    assert isinstance(samples, pde.DarcySample)
+    coefficient, solution = samples.coefficient, samples.solution
+    assert bool(jnp.all(samples.result == RESULTS.successful))
+    assert samples.stats["num_steps"].shape == (3,)
+    assert float(jnp.max(samples.stats["residual_norm"])) <= 1e-10 * (RESOLUTION - 2)
     assert coefficient.shape == solution.shape == (3, RESOLUTION, RESOLUTION)
     assert set(np.unique(np.asarray(coefficient))) == {3.0, 12.0}
     for a, u in zip(coefficient, solution, strict=True):
@@ -55,24 +58,61 @@ def test_samples_agree_with_a_sparse_direct_solve():
 
 def test_a_sample_does_not_depend_on_its_batch():
     key = jax.random.key(2)
-    _, whole = pde.darcy_samples(key, 4, resolution=RESOLUTION)
-    _, tail = pde.darcy_samples(key, 2, resolution=RESOLUTION, first_index=2)
+    whole = pde.darcy_samples(key, 4, resolution=RESOLUTION).solution
+    tail = pde.darcy_samples(key, 2, resolution=RESOLUTION, first_index=2).solution
     np.testing.assert_array_equal(whole[2:], tail)
     # in wider batches, to rounding
-    _, batched = pde.darcy_samples(key, 4, resolution=RESOLUTION, batch_size=4)
+    batched = pde.darcy_samples(key, 4, resolution=RESOLUTION, batch_size=4).solution
     np.testing.assert_allclose(batched, whole, rtol=1e-12, atol=1e-17)
 
 
-def test_float32_samples():
-    coefficient, solution = pde.darcy_samples(
-        jax.random.key(1), 1, resolution=RESOLUTION, rtol=1e-5, dtype=jnp.float32
+def test_float32_samples_with_the_default_rtol():
+    # the default rtol comes from the dtype and the grid (2.5e-5 here); the
+    # float64 default, 1e-10, is below what float32 reaches (the residual
+    # stalls near 4e-6 at 29^2) and must fail instead of passing silently
+    samples = pde.darcy_samples(
+        jax.random.key(1), 1, resolution=RESOLUTION, dtype=jnp.float32
     )
+    coefficient, solution = samples.coefficient, samples.solution
     assert coefficient.dtype == solution.dtype == jnp.float32
+    assert samples.result[0] == RESULTS.successful
     reference = direct_solution(coefficient[0])
     error = np.linalg.norm(np.asarray(solution[0]) - reference) / np.linalg.norm(
         reference
     )
     assert error <= 1e-4
+    strict = pde.darcy_sample(
+        jax.random.key(1),
+        resolution=RESOLUTION,
+        rtol=1e-10,
+        throw=False,
+        dtype=jnp.float32,
+    )
+    assert strict.result == RESULTS.max_steps_reached
+    with pytest.raises(Exception, match="Reached max_steps"):
+        pde.darcy_samples(
+            jax.random.key(1), 1, resolution=RESOLUTION, rtol=1e-10, dtype="float32"
+        )
+
+
+def test_one_sample_is_a_result_module():
+    key = jax.random.key(1)
+    sample = pde.darcy_sample(jax.random.key(1), resolution=RESOLUTION)
+    assert isinstance(sample, pde.DarcySample)
+    assert sample.result == RESULTS.successful
+    assert sample.coefficient.shape == sample.solution.shape == (RESOLUTION,) * 2
+    assert set(sample.stats) >= {"num_steps", "num_matvecs", "residual_norm"}
+    assert 0 < int(sample.stats["num_steps"]) < 50
+    # the first of darcy_samples is sample 0, fold_in(key, 0)
+    first = pde.darcy_samples(key, 1, resolution=RESOLUTION)
+    np.testing.assert_array_equal(
+        pde.darcy_sample(jax.random.fold_in(key, 0), resolution=RESOLUTION).solution,
+        first.solution[0],
+    )
+    with pytest.raises(TypeError, match="float32 or float64"):
+        pde.darcy_sample(key, resolution=RESOLUTION, dtype=jnp.float16)
+    with pytest.raises(ValueError, match="rtol"):
+        pde.darcy_sample(key, resolution=RESOLUTION, rtol=0.0)
 
 
 def test_subsample():
@@ -128,8 +168,8 @@ SHARDED = textwrap.dedent(
     key = jax.random.key(3)
     many = pde.darcy_samples(key, 10, resolution=13)
     one = pde.darcy_samples(key, 10, resolution=13, devices=jax.devices()[:1])
-    np.testing.assert_array_equal(np.asarray(many[0]), np.asarray(one[0]))
-    np.testing.assert_allclose(np.asarray(many[1]), np.asarray(one[1]), rtol=1e-13, atol=1e-17)
+    np.testing.assert_array_equal(np.asarray(many.coefficient), np.asarray(one.coefficient))
+    np.testing.assert_allclose(np.asarray(many.solution), np.asarray(one.solution), rtol=1e-13, atol=1e-17)
     print("ok")
     """
 )

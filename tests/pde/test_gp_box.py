@@ -30,17 +30,17 @@ def _allen_cahn(p, u, uxx, uyy):
 
 
 def _relative_error(solution, exact=_exact):
-    axes = [jnp.linspace(a, b, 201, dtype=solution.values.dtype) for a, b in DOMAIN]
+    axes = [jnp.linspace(a, b, 201, dtype=solution.value.dtype) for a, b in DOMAIN]
     points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
     truth = jax.vmap(jax.vmap(exact))(points)
     error = solution.on_grid(*axes) - truth
     return float(jnp.linalg.norm(error) / jnp.linalg.norm(truth))
 
 
-SMALL = dict(max_outer_steps=2, kernel_steps=10)
+SMALL = dict(rtol=0.0, max_outer_steps=2, kernel_steps=10)
 # the spectrum's refit is tested with the high-frequency problems; elsewhere
 # it only costs time
-NO_SPECTRUM = dict(max_outer_steps=0, spectrum_steps=0)
+NO_SPECTRUM = dict(rtol=0.0, max_outer_steps=0, spectrum_steps=0)
 
 
 def _high_frequency_poisson(wavenumber, points, check_points):
@@ -56,7 +56,7 @@ def _high_frequency_poisson(wavenumber, points, check_points):
 
     domain = ((0.0, 2 * np.pi), (0.0, 2 * np.pi))
     solution = pde.gp_solve_box(
-        poisson, exact, domain, (points, points), max_outer_steps=0
+        poisson, exact, domain, (points, points), rtol=0.0, max_outer_steps=0
     )
     assert solution.result == solvers.RESULTS.successful
     axes = [jnp.linspace(0.0, 2 * np.pi, check_points)] * 2
@@ -78,7 +78,7 @@ def test_high_frequency_poisson_small():
     ):
         live = frequencies[weights > 0]
         assert float(jnp.min(jnp.abs(2 * np.pi * live - 20))) < 20 * 1e-4
-    assert int(solution.stats["num_cg_steps"]) <= int(
+    assert int(solution.stats["num_matvecs"]) <= 3 * int(
         solution.stats["num_newton_steps"]
     )
 
@@ -91,7 +91,7 @@ def test_high_frequency_poisson_q1():
     assert error < 2e-5
     # the constant-coefficient principal part is inverted exactly: one CG
     # step per Gauss-Newton step
-    assert int(solution.stats["num_cg_steps"]) <= int(
+    assert int(solution.stats["num_matvecs"]) <= 3 * int(
         solution.stats["num_newton_steps"]
     )
     point = jnp.array([[1.3, 0.4]])
@@ -122,6 +122,15 @@ def test_low_frequency_poisson_and_allen_cahn(equation, exact, newton_steps):
     assert _relative_error(solution, exact) < 1e-4
     assert int(solution.stats["num_newton_steps"]) == newton_steps
     assert not bool(solution.stats["rank_truncated"])
+    assert set(solution.stats) == {
+        "num_steps",
+        "num_accepted",
+        "num_newton_steps",
+        "num_matvecs",
+        "residual_norm",
+        "residual_history",
+        "rank_truncated",
+    }
 
 
 def test_normal_matrix_blocks_match_dense_rows():
@@ -175,8 +184,8 @@ def test_float32_is_finite_and_close():
         spectrum_steps=100,
         **SMALL,
     )
-    assert solution.values.dtype == jnp.float32
-    assert bool(jnp.all(jnp.isfinite(solution.values)))
+    assert solution.value.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(solution.value)))
     for frequencies, weights in zip(
         solution.frequencies, solution.weights, strict=True
     ):
@@ -199,7 +208,8 @@ def test_a_kernel_that_cannot_represent_the_solution_is_reported():
             kernels=(kernel, kernel),
             rtol=1e-2,
             throw=throw,
-            **NO_SPECTRUM,
+            max_outer_steps=0,
+            spectrum_steps=0,
         )
 
     smooth = solve(0.3)
@@ -224,7 +234,7 @@ def test_jit_and_vmap_over_boundary_data():
             (24, 20),
             kernels=(kernel, kernel),
             **NO_SPECTRUM,
-        ).values
+        ).value
 
     shifts = jnp.array([0.0, 0.5])
     batched = jax.jit(jax.vmap(solve))(shifts)
@@ -234,23 +244,30 @@ def test_jit_and_vmap_over_boundary_data():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="rectangle"):
-        pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0),), (10, 10))
+        pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0),), (10, 10), rtol=0.0)
     with pytest.raises(ValueError, match="more than 3 dimensions"):
-        pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0),) * 4, (10,) * 4)
+        pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0),) * 4, (10,) * 4, rtol=0.0)
     with pytest.raises(ValueError, match="multi-indices with 3 orders"):
         pde.gp_solve_box(
-            _poisson, _exact, ((0.0, 1.0),) * 3, (10,) * 3, derivatives=((2, 0),)
+            _poisson,
+            _exact,
+            ((0.0, 1.0),) * 3,
+            (10,) * 3,
+            rtol=0.0,
+            derivatives=((2, 0),),
         )
     with pytest.raises(ValueError, match="b > a"):
-        pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0), (1.0, 0.0)), (10, 10))
+        pde.gp_solve_box(_poisson, _exact, ((0.0, 1.0), (1.0, 0.0)), (10, 10), rtol=0.0)
     with pytest.raises(ValueError, match="2 ints >="):
-        pde.gp_solve_box(_poisson, _exact, DOMAIN, (10,))
+        pde.gp_solve_box(_poisson, _exact, DOMAIN, (10,), rtol=0.0)
     with pytest.raises(ValueError, match="multi-indices with 2 orders"):
-        pde.gp_solve_box(_poisson, _exact, DOMAIN, (10, 10), derivatives=((0, 0),))
+        pde.gp_solve_box(
+            _poisson, _exact, DOMAIN, (10, 10), rtol=0.0, derivatives=((0, 0),)
+        )
     with pytest.raises(ValueError, match="grid's shape"):
-        pde.gp_solve_box(_poisson, jnp.zeros((3, 3)), DOMAIN, (10, 10))
+        pde.gp_solve_box(_poisson, jnp.zeros((3, 3)), DOMAIN, (10, 10), rtol=0.0)
     with pytest.raises(ValueError, match="gp_solve_box"):
-        pde.gp_solve(lambda x, u, d: d, (0.0, 0.0), DOMAIN, 10)
+        pde.gp_solve(lambda x, u, d: d, (0.0, 0.0), DOMAIN, 10, rtol=0.0)
 
 
 def _exact_3d(p):
@@ -288,7 +305,7 @@ def test_three_dimensional_box(equation):
         **NO_SPECTRUM,
     )
     assert solution.result == solvers.RESULTS.successful
-    assert solution.values.shape == (16, 16, 16)
+    assert solution.value.shape == (16, 16, 16)
     axes = [jnp.linspace(a, b, 21) for a, b in domain]
     points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)
     truth = jax.vmap(_exact_3d)(points.reshape(-1, 3)).reshape(points.shape[:-1])

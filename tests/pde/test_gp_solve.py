@@ -28,21 +28,23 @@ def _relative_error(solution, dtype=jnp.float64):
 
 
 BOUNDARY = (0.0, float(_exact(2 * np.pi)))
-SMALL = dict(max_outer_steps=2, kernel_steps=10)
+SMALL = dict(rtol=0.0, max_outer_steps=2, kernel_steps=10)
 # the spectrum's refit is tested on its own; elsewhere it only costs time
-NO_SPECTRUM = dict(max_outer_steps=0, spectrum_steps=0)
+NO_SPECTRUM = dict(rtol=0.0, max_outer_steps=0, spectrum_steps=0)
 
 
 def test_linear_problem_value_spectrum_and_stats():
     solution = pde.gp_solve(_poisson, BOUNDARY, DOMAIN, 120, **SMALL)
     assert solution.result == solvers.RESULTS.successful
     assert _relative_error(solution) < 1e-6
-    np.testing.assert_allclose(solution.values, _exact(solution.grid), atol=1e-6)
+    np.testing.assert_allclose(solution.value, _exact(solution.grid), atol=1e-6)
     # with 8 periods in the domain the spectrum is broad; the benchmark
     # measures recovery of 100-500 rad at 1e-4 (benchmarks/gp_pde.py)
     strong = np.asarray(solution.frequencies)[np.asarray(solution.weights) > 0]
     assert np.min(np.abs(2 * np.pi * strong - 8)) < 0.05 * 8
     assert solution.stats["num_newton_steps"] <= 3
+    assert int(solution.stats["num_steps"]) == 2
+    assert 0 <= int(solution.stats["num_accepted"]) <= 2
     history = np.asarray(solution.stats["residual_history"])
     assert history.shape == (2,)
     # kernel updates are kept only when they lower the midpoint residual
@@ -100,8 +102,8 @@ def test_float32_is_finite_and_close():
     solution = pde.gp_solve(
         _poisson, boundary, DOMAIN, 120, spectrum_steps=100, **SMALL
     )
-    assert solution.values.dtype == jnp.float32
-    assert jnp.all(jnp.isfinite(solution.values))
+    assert solution.value.dtype == jnp.float32
+    assert jnp.all(jnp.isfinite(solution.value))
     assert _relative_error(solution, jnp.float32) < 0.1
     assert jnp.all(jnp.isfinite(solution.frequencies))
     assert jnp.all(jnp.isfinite(solution.weights))
@@ -125,6 +127,7 @@ def test_reported_spectrum_pins_a_high_frequency():
             (0.0, float(jnp.sin(60 * DOMAIN[1]))),
             DOMAIN,
             240,
+            rtol=0.0,
             max_outer_steps=0,
             spectrum_steps=spectrum_steps,
         )
@@ -133,7 +136,7 @@ def test_reported_spectrum_pins_a_high_frequency():
     assert _frequency_error(fitted, 60.0) < 1e-5
     assert _frequency_error(fitted, 60.0) < _frequency_error(start, 60.0) / 5
     # the refit reports; it does not change the solution
-    np.testing.assert_array_equal(fitted.values, start.values)
+    np.testing.assert_array_equal(fitted.value, start.value)
 
 
 def test_vmap_and_forward_derivative_in_the_boundary_value():
@@ -141,7 +144,7 @@ def test_vmap_and_forward_derivative_in_the_boundary_value():
         solution = pde.gp_solve(
             _poisson, (0.0, right), DOMAIN, 40, **NO_SPECTRUM, throw=False
         )
-        return solution.values[20]
+        return solution.value[20]
 
     rights = jnp.asarray([0.5, 1.0, 1.5])
     mapped = jax.vmap(right_end_value)(rights)
@@ -155,12 +158,16 @@ def test_vmap_and_forward_derivative_in_the_boundary_value():
 
 def test_bad_input():
     with pytest.raises(ValueError, match="interval"):
-        pde.gp_solve(_poisson, BOUNDARY, (0.0, 1.0, 2.0), 40)
+        pde.gp_solve(_poisson, BOUNDARY, (0.0, 1.0, 2.0), 40, rtol=0.0)
     with pytest.raises(ValueError, match="b > a"):
-        pde.gp_solve(_poisson, BOUNDARY, (1.0, 0.0), 40)
+        pde.gp_solve(_poisson, BOUNDARY, (1.0, 0.0), 40, rtol=0.0)
     with pytest.raises(ValueError, match="num_points"):
-        pde.gp_solve(_poisson, BOUNDARY, DOMAIN, 3)
+        pde.gp_solve(_poisson, BOUNDARY, DOMAIN, 3, rtol=0.0)
     with pytest.raises(ValueError, match="two Dirichlet values"):
-        pde.gp_solve(_poisson, (0.0, 1.0, 2.0), DOMAIN, 40)
+        pde.gp_solve(_poisson, (0.0, 1.0, 2.0), DOMAIN, 40, rtol=0.0)
     with pytest.raises(ValueError, match="derivatives"):
-        pde.gp_solve(_poisson, BOUNDARY, DOMAIN, 40, derivatives=(5,))
+        pde.gp_solve(_poisson, BOUNDARY, DOMAIN, 40, rtol=0.0, derivatives=(5,))
+    with pytest.raises(TypeError, match="rtol"):
+        pde.gp_solve(_poisson, BOUNDARY, DOMAIN, 40)
+    with pytest.raises(ValueError, match="rtol must be >= 0"):
+        pde.gp_solve(_poisson, BOUNDARY, DOMAIN, 40, rtol=-1.0)

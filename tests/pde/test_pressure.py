@@ -58,11 +58,18 @@ def test_dtypes_jit_and_vmap():
     )
     assert cells.shape == (3, 16, 12)
     assert len({bytes(np.asarray(c)) for c in cells}) == 3
-    for dtype in ("float32", "float64"):
-        operator = pde.PressureOperator(cells[0], dtype_name=dtype)
+    for dtype in ("float32", jnp.float32, np.dtype("float64"), jnp.float64):
+        operator = pde.PressureOperator(cells[0], dtype=dtype)
+        assert operator.dtype == jnp.dtype(dtype)
         x = jnp.ones(operator.shape[0], dtype)
         assert operator.mv(x).dtype == jnp.dtype(dtype)
         assert operator.fluid.dtype == jnp.dtype(dtype)
+        assert operator.diagonal().dtype == jnp.dtype(dtype)
+    assert pde.PressureOperator(cells[0]).dtype == jnp.zeros(0).dtype
+    # static: two dtypes are two operators, one compiled function each
+    assert jax.tree.structure(
+        pde.PressureOperator(cells[0], "float32")
+    ) != jax.tree.structure(pde.PressureOperator(cells[0], "float64"))
 
 
 def test_bad_input():
@@ -74,3 +81,9 @@ def test_bad_input():
         pde.pressure_cells("box", (8,))
     with pytest.raises(ValueError, match="2-D or 3-D"):
         pde.PressureOperator(jnp.zeros(8, jnp.int32))
+    cells = pde.pressure_cells("box", (8, 8))
+    for dtype in ("int32", jnp.complex64, bool):
+        with pytest.raises(TypeError, match="real float dtype"):
+            pde.PressureOperator(cells, dtype=dtype)
+    with pytest.raises(TypeError, match="float dtype or its name"):
+        pde.PressureOperator(cells, dtype="float-ish")

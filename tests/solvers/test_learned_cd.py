@@ -28,7 +28,7 @@ def train_small(network, directory, num_steps, checkpoint_every=20, **options):
 
     def sample(key):
         return pde.PressureOperator(
-            pde.pressure_cells("obstacles", (16, 16), key), dtype_name="float32"
+            pde.pressure_cells("obstacles", (16, 16), key), dtype="float32"
         )
 
     return solvers.train_direction_network(

@@ -223,14 +223,14 @@ def test_exterior_defaults_to_the_operators_and_batches():
     @jax.jit
     @jax.vmap
     def batched(cell_types):
-        op = pde.PressureOperator(cell_types, dtype_name="float32")
+        op = pde.PressureOperator(cell_types, dtype="float32")
         rhs = op.fluid.reshape(-1)
         return solvers.solve(op, rhs, cg(1e-4), preconditioner=solvers.Multigrid())
 
     solutions = batched(cells)
     assert solutions.value.dtype == jnp.float32
     for k in range(2):
-        op = pde.PressureOperator(cells[k], dtype_name="float32")
+        op = pde.PressureOperator(cells[k], dtype="float32")
         rhs = op.fluid.reshape(-1)
         alone = solvers.solve(op, rhs, cg(1e-4), preconditioner=solvers.Multigrid())
         np.testing.assert_allclose(
