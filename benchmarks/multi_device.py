@@ -53,7 +53,7 @@ def main():
     )
     reference, base = None, None
     for count in counts:
-        (coefficient, solution), elapsed = timed(
+        samples, elapsed = timed(
             lambda count=count: pde.darcy_samples(
                 key,
                 args.num_samples,
@@ -61,7 +61,7 @@ def main():
                 devices=devices[:count],
             )
         )
-        solution = np.asarray(solution)
+        coefficient, solution = samples.coefficient, np.asarray(samples.solution)
         if reference is None:
             reference, base = solution, elapsed
         same = bool(np.array_equal(solution, reference))
