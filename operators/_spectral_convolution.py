@@ -24,7 +24,8 @@ class SpectralConvolution(eqx.Module):
     batch with ``jax.vmap``.
 
     Args:
-        in_channels, out_channels: channel counts.
+        in_channels: channels of the input.
+        out_channels: channels of the output.
         modes: modes kept per axis (a tuple of length d = 1, 2 or 3).
         key: PRNG key (keyword-only).
         dtype: real dtype of the weights (default: the default float).

@@ -1,5 +1,6 @@
-"""Spectral convolution, the FNO, losses and the normaliser: values,
-resolution invariance, dtypes, jit, vmap, gradients, bad input."""
+"""Spectral convolution, the FNO, losses and the normalizer: values,
+resolution invariance, dtypes, jit, vmap, gradients, bad input, grid
+conventions, data without a channel axis."""
 
 import equinox as eqx
 import jax
@@ -68,15 +69,97 @@ def test_fno_paper_defaults_and_bad_input():
     model = operators.FNO(1, 1, key=jax.random.key(0))
     assert model.spectral[0].modes == (12, 12) and len(model.spectral) == 4
     assert model.lifting.weight.shape == (32, 3)
+    assert (model.in_channels, model.out_channels, model.grid) == (1, 1, "closed")
     assert model(jnp.ones((1, 29, 29))).shape == (1, 29, 29)
     with pytest.raises(ValueError, match="channels"):
         model(jnp.ones((2, 29, 29)))
     with pytest.raises(ValueError, match="vmap"):
         model(jnp.ones((4, 1, 29, 29)))
-    with pytest.raises(ValueError, match="grid points"):
-        model(jnp.ones((1, 8, 8)))  # 8 + 9 padding < 2 * 12
+    # 16 points padded to 18 hold 9 modes; the message names the user's 16
+    # and the smallest grid that works (22 + 3 padding points = 25)
+    with pytest.raises(ValueError, match=r"at least 22 grid points.*\(16, 16\)"):
+        model(jnp.ones((1, 16, 16)))
     with pytest.raises(ValueError, match="ndim"):
         operators.FNO(1, 1, 4, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="grid"):
+        operators.FNO(1, 1, grid="torus", key=jax.random.key(0))
+
+
+def test_fno_modes_error_names_the_smallest_grid_that_works():
+    model = operators.FNO(
+        1, 1, 1, modes=6, width=4, depth=1, projection=4, padding=0.25,
+        key=jax.random.key(0),
+    )  # fmt: skip
+    # 1-D: the last (real-FFT) axis holds padded // 2 + 1 modes, so 6 modes
+    # need 10 padded points: 8 + ceil(0.25 * 7) = 10, 7 + 2 = 9
+    assert model(jnp.ones(8)).shape == (8,)
+    with pytest.raises(ValueError, match=r"at least 8 grid points.*\(7,\)"):
+        model(jnp.ones(7))
+
+
+@pytest.mark.parametrize("bad", [jnp.bool_, jnp.int32, jnp.complex64])
+def test_non_float_input_is_refused(bad):
+    model = operators.FNO(
+        1, 1, 1, modes=2, width=4, depth=1, projection=4, key=jax.random.key(0)
+    )
+    with pytest.raises(TypeError, match="dtype"):
+        model(jnp.ones(8, bad))
+    with pytest.raises(TypeError, match="dtype"):
+        operators.UnitGaussianNormalizer(jnp.ones((4, 8), bad))
+    normalizer = operators.UnitGaussianNormalizer(jnp.ones((4, 8)))
+    with pytest.raises(TypeError, match="dtype"):
+        normalizer.encode(jnp.ones(8, bad))
+    if bad != jnp.complex64:
+        with pytest.raises(TypeError, match="floating"):
+            operators.FNO(1, 1, 1, key=jax.random.key(0), dtype=bad)
+
+
+def test_fno_without_a_channel_axis():
+    one = operators.FNO(
+        1, 1, 1, modes=2, width=4, depth=1, projection=4, key=jax.random.key(0)
+    )
+    x = jax.random.normal(jax.random.key(1), (10,))
+    np.testing.assert_array_equal(one(x), one(x[None])[0])
+    two_out = operators.FNO(
+        1, 2, 1, modes=2, width=4, depth=1, projection=4, key=jax.random.key(0)
+    )
+    assert two_out(x).shape == (2, 10)
+    two_in = operators.FNO(
+        2, 1, 1, modes=2, width=4, depth=1, projection=4, key=jax.random.key(0)
+    )
+    with pytest.raises(ValueError, match="channels"):
+        two_in(x)
+    # a normalizer fitted with or without the channel axis serves both
+    data = jax.random.normal(jax.random.key(2), (5, 10))
+    for fitted in (data, data[:, None]):
+        model = operators.NormalizedOperator(
+            one,
+            operators.UnitGaussianNormalizer(fitted),
+            operators.UnitGaussianNormalizer(fitted),
+        )
+        assert model.ndim == 1 and model.in_channels == 1
+        np.testing.assert_allclose(model(x), model(x[None])[0], rtol=1e-12)
+
+
+def test_grid_conventions_place_the_coordinate_channels():
+    def model(grid):
+        return operators.FNO(
+            1, 1, 1, modes=2, width=4, depth=1, projection=4, padding=0,
+            grid=grid, key=jax.random.key(0),
+        )  # fmt: skip
+
+    closed, periodic = model("closed"), model("periodic")
+    np.testing.assert_allclose(
+        closed._coordinates((4,), jnp.float64)[0], [0, 1 / 3, 2 / 3, 1]
+    )
+    np.testing.assert_allclose(
+        periodic._coordinates((4,), jnp.float64)[0], [0, 0.25, 0.5, 0.75]
+    )
+    # the same weights, other coordinates: the lifting sees them, so the
+    # outputs differ (at every point but the first, x_0 = 0 in both)
+    x = jnp.ones(8)
+    difference = np.abs(np.asarray(closed(x) - periodic(x)))
+    assert difference[1:].min() > 0
 
 
 def test_training_steps_lower_the_loss_and_gradients_are_finite():
@@ -102,13 +185,13 @@ def test_training_steps_lower_the_loss_and_gradients_are_finite():
         predictions = jax.vmap(model)(inputs)
         return jnp.mean(jax.vmap(operators.relative_lp_loss)(predictions, targets))
 
-    optimiser = optax.adam(3e-3)
-    state = optimiser.init(eqx.filter(model, eqx.is_array))
+    optimizer = optax.adam(3e-3)
+    state = optimizer.init(eqx.filter(model, eqx.is_array))
 
     @eqx.filter_jit
     def step(model, state):
         value, grads = eqx.filter_value_and_grad(loss)(model)
-        updates, state = optimiser.update(grads, state)
+        updates, state = optimizer.update(grads, state)
         return eqx.apply_updates(model, updates), state, value, grads
 
     first = None
@@ -149,14 +232,14 @@ def test_losses():
     )
 
 
-def test_unit_gaussian_normaliser_round_trip():
+def test_unit_gaussian_normalizer_round_trip():
     data = 2.0 + 3.0 * jax.random.normal(jax.random.key(0), (50, 8, 8))
-    normaliser = operators.UnitGaussianNormaliser(data)
-    encoded = jax.vmap(normaliser.encode)(data)
+    normalizer = operators.UnitGaussianNormalizer(data)
+    encoded = jax.vmap(normalizer.encode)(data)
     np.testing.assert_allclose(jnp.mean(encoded, axis=0), 0.0, atol=1e-12)
     np.testing.assert_allclose(jnp.std(encoded, axis=0), 1.0, atol=1e-4)
-    np.testing.assert_allclose(jax.vmap(normaliser.decode)(encoded), data, rtol=1e-12)
-    scalar = operators.UnitGaussianNormaliser(data, pointwise=False)
+    np.testing.assert_allclose(jax.vmap(normalizer.decode)(encoded), data, rtol=1e-12)
+    scalar = operators.UnitGaussianNormalizer(data, pointwise=False)
     assert scalar.mean.shape == () and scalar.encode(data[0]).shape == (8, 8)
 
 
@@ -167,9 +250,25 @@ def test_pointwise_statistics_follow_the_resolution():
         return (1.0 + t[:, None] + 2.0 * t[None, :])[None]
 
     data = jnp.stack([ramp(9) * scale for scale in (1.0, 2.0, 3.0)])
-    normaliser = operators.UnitGaussianNormaliser(data)
+    normalizer = operators.UnitGaussianNormalizer(data)
     fine = 2.0 * ramp(17)
-    np.testing.assert_allclose(normaliser.encode(fine), 0.0, atol=1e-12)
-    np.testing.assert_allclose(normaliser.decode(normaliser.encode(fine)), fine)
+    np.testing.assert_allclose(normalizer.encode(fine), 0.0, atol=1e-12)
+    np.testing.assert_allclose(normalizer.decode(normalizer.encode(fine)), fine)
     with pytest.raises(ValueError, match="number of axes"):
-        normaliser.encode(jnp.ones((17, 17)))
+        normalizer.encode(jnp.ones(17))
+
+
+def test_periodic_statistics_resample_across_the_wrap():
+    # a triangle wave with its kinks on the coarse nodes i / 4: linear
+    # interpolation reproduces it on the nodes j / 8, the last of which
+    # (7 / 8) lies between the last coarse node and the first, one period on
+    triangle = jnp.array([0.0, 1.0, 2.0, 1.0])
+    data = jnp.stack([scale * triangle for scale in (1.0, 2.0, 3.0)])
+    fine_mean = 2.0 * jnp.array([0.0, 0.5, 1.0, 1.5, 2.0, 1.5, 1.0, 0.5])
+    periodic = operators.UnitGaussianNormalizer(data, grid="periodic")
+    np.testing.assert_allclose(periodic.decode(jnp.zeros(8)), fine_mean, atol=1e-12)
+    # read as closed nodes i / 3 the same statistics mean another field
+    closed = operators.UnitGaussianNormalizer(data)
+    assert not np.allclose(closed.decode(jnp.zeros(8)), fine_mean)
+    with pytest.raises(ValueError, match="grid"):
+        operators.UnitGaussianNormalizer(data, grid="open")
