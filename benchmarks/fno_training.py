@@ -66,15 +66,16 @@ def torch_epoch_seconds(x, y, settings, ndim, which, epochs=3):
         which = f"plain PyTorch {torch.__version__} FNO, same layers"
         add_grid = True
     model = model.to(device)
-    xt = torch.tensor(np.asarray(x, np.float32), device=device)
+    # the examples' data have no channel axis; PyTorch's FNOs want one
+    xt = torch.tensor(np.asarray(x, np.float32)[:, None], device=device)
     grids = torch.meshgrid(
         *[torch.linspace(0, 1, n, device=device) for n in xt.shape[2:]], indexing="ij"
     )
     if add_grid:
         grid = torch.stack(grids).expand(xt.shape[0], ndim, *xt.shape[2:])
         xt = torch.cat([xt, grid], dim=1)
-    yt = torch.tensor(np.asarray(y, np.float32), device=device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    yt = torch.tensor(np.asarray(y, np.float32)[:, None], device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     batch = settings["batch_size"]
 
     def epoch():
@@ -85,9 +86,9 @@ def torch_epoch_seconds(x, y, settings, ndim, which, epochs=3):
             target = yt[index]
             difference = (prediction - target).flatten(1).norm(dim=1)
             loss = (difference / target.flatten(1).norm(dim=1)).mean()
-            optimiser.zero_grad()
+            optimizer.zero_grad()
             loss.backward()
-            optimiser.step()
+            optimizer.step()
         if device == "cuda":
             torch.cuda.synchronize()
 
@@ -174,7 +175,7 @@ def main():
     parser.add_argument("--padding", type=float, default=None)
     parser.add_argument(
         "--pointwise", type=int, choices=(0, 1), default=None,
-        help="pointwise (1) or field-wide (0) normalisation",
+        help="pointwise (1) or field-wide (0) normalization",
     )  # fmt: skip
     parser.add_argument("--loss", choices=("l2", "h1"), default=None)
     parser.add_argument("--quick", action="store_true", help="the quickstart setting")
@@ -211,19 +212,19 @@ def main():
     for epochs in args.epochs or [settings["epochs"]]:
         run = dict(settings, epochs=epochs)
         result = train_fno(x, y, run, seed=0, progress=False)
-        seconds = np.asarray(result.epoch_seconds)
+        seconds = np.asarray(result.stats["epoch_seconds"])
         ours = float(np.median(seconds[1:])) if epochs > 1 else float(seconds[0])
         errors = test_errors(data, result.model, run)
         ratio = max(errors[r] for r in resolutions[1:]) / errors[resolutions[0]]
         print(
-            f"{epochs:6d} {run['learning_rate']:7.1e} {result.seconds:8.1f} "
+            f"{epochs:6d} {run['learning_rate']:7.1e} {result.stats['seconds']:8.1f} "
             f"{seconds[0]:11.2f} {1000 * ours:9.1f}"
             + "".join(f" {100 * errors[r]:8.2f}%" for r in resolutions)
             + f" {ratio:15.2f}"
         )
     if not args.skip_torch:
         for kind in ("neuraloperator", "plain"):
-            peer, which = torch_epoch_seconds(x, y, settings, x.ndim - 2, kind)
+            peer, which = torch_epoch_seconds(x, y, settings, x.ndim - 1, kind)
             if peer is None:
                 print(f"peer: {which}")
             else:

@@ -100,7 +100,7 @@ def main():
 
 
 def fno_training(coefficient, solution, devices, counts, args):
-    """The paper's Darcy FNO (float32, field-wide normalisation) trained on
+    """The paper's Darcy FNO (float32, field-wide normalization) trained on
     the first 1000 samples at 85 with the batch split over the devices."""
     x = jnp.asarray(pde.subsample(coefficient, 85)[:, None], jnp.float32)
     y = jnp.asarray(pde.subsample(solution, 85)[:, None], jnp.float32)
@@ -110,19 +110,22 @@ def fno_training(coefficient, solution, devices, counts, args):
         for count in counts:
             if batch % count:
                 continue
-            model = operators.NormalisedOperator(
+            model = operators.NormalizedOperator(
                 operators.FNO(1, 1, key=jax.random.key(0), dtype=jnp.float32),
-                operators.UnitGaussianNormaliser(x[:train], pointwise=False),
-                operators.UnitGaussianNormaliser(y[:train], pointwise=False),
+                operators.UnitGaussianNormalizer(x[:train], pointwise=False),
+                operators.UnitGaussianNormalizer(y[:train], pointwise=False),
             )
-            steps = args.epochs * (train // batch)
+            optimizer = operators.default_optimizer(
+                num_epochs=args.epochs, num_samples=train, batch_size=batch,
+                learning_rate=2e-3,
+            )  # fmt: skip
             result = operators.fit(
                 model, x[:train], y[:train], key=jax.random.key(1),
                 num_epochs=args.epochs, batch_size=batch,
-                optimiser=operators.default_optimiser(steps, learning_rate=2e-3),
+                optimizer=optimizer,
                 devices=devices[:count], progress=False,
             )  # fmt: skip
-            epoch = float(np.median(np.asarray(result.epoch_seconds)[1:]))
+            epoch = float(np.median(np.asarray(result.stats["epoch_seconds"])[1:]))
             base = base or epoch
             error = float(operators.evaluate(result.model, x[train:], y[train:]))
             print(

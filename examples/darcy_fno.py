@@ -69,12 +69,12 @@ def save_figure(path, directory, model, settings):
         return
     resolution = settings["evaluate"][-1]
     _, (x, y) = load_split(directory, resolution, settings["train_samples"])
-    prediction = model(x[0])
+    prediction = model(x[0])  # one sample (n, n): no channel axis
     panels = {
-        "coefficient a": x[0, 0],
-        "truth u": y[0, 0],
-        "prediction": prediction[0],
-        "error": prediction[0] - y[0, 0],
+        "coefficient a": x[0],
+        "truth u": y[0],
+        "prediction": prediction,
+        "error": prediction - y[0],
     }
     figure, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     for axis, (title, field) in zip(axes, panels.items(), strict=True):

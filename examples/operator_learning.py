@@ -1,5 +1,5 @@
 """The pieces the operator-learning examples share: load a split of a
-dataset, train a normalised FNO on it, measure the test error at several
+dataset, train a normalized FNO on it, measure the test error at several
 resolutions."""
 
 import argparse
@@ -9,48 +9,57 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from sciax import operators, pde
+from sciax import RESULTS, operators, pde
 
 
 def load_split(directory, resolution, train_samples, dtype=jnp.float32):
-    """((x_train, y_train), (x_test, y_test)) at one saved resolution, with a
-    channel axis: the first train_samples samples train, the rest test."""
+    """((x_train, y_train), (x_test, y_test)) at one saved resolution, as
+    (samples, *grid) arrays (one channel: FNO, fit and evaluate take them
+    without a channel axis): the first train_samples samples train, the rest
+    test."""
     data = pde.load_dataset(directory, resolution)
     source, target = data.values()  # (input, output) in the generator's order
-    inputs = jnp.asarray(source[:, None], dtype)
-    targets = jnp.asarray(target[:, None], dtype)
+    inputs = jnp.asarray(source, dtype)
+    targets = jnp.asarray(target, dtype)
     return (inputs[:train_samples], targets[:train_samples]), (
         inputs[train_samples:],
         targets[train_samples:],
     )
 
 
-def train_fno(x, y, settings, *, seed, checkpoints=None, progress=True):
-    """An FNO between unit-Gaussian normalisations, trained with Adam and a
+def train_fno(
+    x, y, settings, *, seed, validation=None, checkpoints=None, progress=True
+):
+    """An FNO between unit-Gaussian normalizations, trained with Adam and a
     cosine decay on the relative L2 (or, with settings["loss"] = "h1", H1)
-    loss; returns ``operators.fit``'s ``Training``."""
+    loss, with the test error per epoch when given ``validation=(x, y)``;
+    returns ``operators.fit``'s ``Training``."""
+    grid = settings.get("grid", "closed")
     model_key, shuffle_key = jax.random.split(jax.random.key(seed))
     fno = operators.FNO(
         1,
         1,
-        x.ndim - 2,
+        x.ndim - 1,
         modes=settings["modes"],
         width=settings["width"],
         padding=settings.get("padding", 0.1),
+        grid=grid,
         key=model_key,
         dtype=x.dtype,
     )
-    # pointwise statistics (the paper's) resample to any node grid; periodic
-    # problems use one mean and deviation per field
+    # pointwise statistics (the paper's) resample to any grid of the same
+    # convention; Burgers uses one mean and deviation per field
     pointwise = settings.get("pointwise", False)
-    model = operators.NormalisedOperator(
+    model = operators.NormalizedOperator(
         fno,
-        operators.UnitGaussianNormaliser(x, pointwise=pointwise),
-        operators.UnitGaussianNormaliser(y, pointwise=pointwise),
+        operators.UnitGaussianNormalizer(x, pointwise=pointwise, grid=grid),
+        operators.UnitGaussianNormalizer(y, pointwise=pointwise, grid=grid),
     )
-    steps = settings["epochs"] * (x.shape[0] // settings["batch_size"])
-    optimiser = operators.default_optimiser(
-        steps, learning_rate=settings["learning_rate"]
+    optimizer = operators.default_optimizer(
+        num_epochs=settings["epochs"],
+        num_samples=x.shape[0],
+        batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
     )
     losses = {"l2": operators.relative_lp_loss, "h1": operators.relative_h1_loss}
     return operators.fit(
@@ -61,7 +70,8 @@ def train_fno(x, y, settings, *, seed, checkpoints=None, progress=True):
         key=shuffle_key,
         num_epochs=settings["epochs"],
         batch_size=settings["batch_size"],
-        optimiser=optimiser,
+        validation=validation,
+        optimizer=optimizer,
         checkpoint_dir=checkpoints,
         checkpoint_every=10,
         progress=progress,
@@ -111,11 +121,15 @@ def run_example(problem, settings_table, generate, save_figure, description):
     start = time.perf_counter()
     generate(data, settings, args.seed)
     print(f"   data ready in {time.perf_counter() - start:.1f} s")
-    (x, y), _ = load_split(data, settings["train"], settings["train_samples"])
-    result = train_fno(x, y, settings, seed=args.seed, checkpoints=args.checkpoints)
+    (x, y), test = load_split(data, settings["train"], settings["train_samples"])
+    result = train_fno(
+        x, y, settings, seed=args.seed, validation=test, checkpoints=args.checkpoints
+    )
+    outcome = RESULTS[result.result] or "finished"
     print(
-        f"   trained {result.epochs_done} epochs at {settings['train']}: "
-        f"{result.seconds:.1f} s including compilation ({result.status})"
+        f"   trained {result.stats['num_epochs']} epochs at {settings['train']}: "
+        f"{result.stats['seconds']:.1f} s including compilation ({outcome}); "
+        f"test relative L2 per epoch in result.stats['validation_loss']"
     )
     for resolution, error in test_errors(data, result.model, settings).items():
         print(f"   test relative L2 at {resolution:5d}: {100 * error:.2f}%")

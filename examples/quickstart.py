@@ -149,9 +149,10 @@ def operator_learning():
     darcy_fno.generate(directory, settings, seed=0, progress=False)
     print(f"   data: {time.perf_counter() - start:.1f} s")
     result = darcy_fno.train(directory, settings, seed=0, progress=False)
-    losses = result.train_loss
+    losses = result.stats["train_loss"]
     print(
-        f"   training: {result.epochs_done} epochs in {result.seconds:.1f} s, "
+        f"   training: {result.stats['num_epochs']} epochs in "
+        f"{result.stats['seconds']:.1f} s, "
         f"train loss {float(losses[0]):.3f} -> {float(losses[-1]):.4f}"
     )
     for resolution, error in test_errors(directory, result.model, settings).items():
