@@ -16,13 +16,16 @@ matvec in float64 as in the solver's outer loop.
 
 import argparse
 import sys
+from pathlib import Path
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 
-from benchmarks.learned_cg import per_call
+# run as a script from anywhere: the repository root holds benchmarks/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.learned_cg import per_call  # noqa: E402
 from sciax import pde, solvers
 
 

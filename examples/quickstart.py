@@ -41,6 +41,7 @@ import scipy.special as sp
 import scipy.stats
 from operator_learning import test_errors
 
+import sciax
 from sciax import numerics, pde, solvers
 
 
@@ -83,15 +84,16 @@ def vmf_fit_high_dimension():
     mu = mu / jnp.linalg.norm(mu)
     start = time.perf_counter()
     samples = numerics.VonMisesFisher(mu, kappa).sample(key_x, (n,))
-    mean_direction, kappa_hat, result = numerics.fit_vmf(samples)
+    fit = numerics.fit_vmf(samples)
+    mean_direction, kappa_hat = fit.value.mean_direction, fit.value.concentration
     kappa_hat.block_until_ready()
     elapsed = time.perf_counter() - start
     print(
         f"   ours:  kappa = {float(kappa_hat):.1f}, mu . mu_hat = {float(mean_direction @ mu):.6f}, "
-        f"converged: {bool(result == numerics.FitResult.successful)}, sample + fit {elapsed:.1f} s"
+        f"converged: {bool(fit.result == sciax.RESULTS.successful)}, sample + fit {elapsed:.1f} s"
     )
     mean_length = float(jnp.linalg.norm(jnp.mean(samples, axis=0)))
-    exact, _ = numerics.concentration_from_mean_length(d, mean_length)
+    exact = numerics.concentration_from_mean_length(d, mean_length).value
     print(
         f"   the MLE for these samples (R = {mean_length:.6f}) is kappa = {float(exact):.1f}"
     )

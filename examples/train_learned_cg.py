@@ -47,7 +47,7 @@ scratch; ``--init`` keeps the file's.) 8 channels in 3-D make a call at
 256^3 cost 24-25 float64 matvecs instead of 33-35, and dropping the up
 pair 18; with the V-cycle that knows the pressure walls the solver needs
 no more iterations for either (in 2-D 8 channels needed more iterations
-at every size; ``benchmarks/RESULTS.md``).
+at every size; ``benchmarks/NOTES.md``).
 
 Problems: fluid in a box with an open top, with random box and ball
 obstacles, and under a random smooth free surface (``pde.pressure_cells``),

@@ -38,11 +38,11 @@ def main():
             mu = mu / jnp.linalg.norm(mu)
             samples = numerics.VonMisesFisher(mu, kappa).sample(key_x, (args.n,))
             start = time.perf_counter()
-            _, kappa_hat, _ = numerics.fit_vmf(samples)
+            kappa_hat = numerics.fit_vmf(samples).value.concentration
             kappa_hat.block_until_ready()
             elapsed = time.perf_counter() - start
             r = float(jnp.linalg.norm(jnp.mean(samples, axis=0)))
-            exact, _ = numerics.concentration_from_mean_length(d, r)
+            exact = numerics.concentration_from_mean_length(d, r).value
             with np.errstate(all="ignore"):
                 try:
                     _, kappa_scipy = scipy.stats.vonmises_fisher.fit(

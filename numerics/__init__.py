@@ -7,7 +7,10 @@ from ._bessel import ive as ive
 from ._bessel import kv as kv
 from ._bessel import kve as kve
 from ._fit_von_mises_fisher import (
-    FitResult as FitResult,
+    ConcentrationSolution as ConcentrationSolution,
+)
+from ._fit_von_mises_fisher import (
+    VonMisesFisherFit as VonMisesFisherFit,
 )
 from ._fit_von_mises_fisher import (
     concentration_from_mean_length as concentration_from_mean_length,

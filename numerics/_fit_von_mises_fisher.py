@@ -5,21 +5,50 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
+from .._results import RESULTS
 from ._log_bessel import log_iv_ratio
+from ._von_mises_fisher import VonMisesFisher
 
 
-class FitResult(eqx.Enumeration):
-    successful = ""
-    max_steps_reached = (
-        "Newton's iteration for the concentration did not converge; the mean "
-        "resultant length may be within rounding of 0 or 1."
-    )
+class ConcentrationSolution(eqx.Module):
+    r"""What ``concentration_from_mean_length`` returns.
+
+    Attributes:
+        value: $\kappa$, elementwise, the shape of the mean lengths given.
+        result: ``RESULTS.successful``, or
+            ``RESULTS.concentration_max_steps_reached`` when Newton's
+            iteration did not converge for every element.
+        stats: ``"num_steps"``, the Newton steps taken (the polishing step
+            included).
+    """
+
+    value: Float[Array, "..."]
+    result: RESULTS
+    stats: dict[str, Array]
+
+
+class VonMisesFisherFit(eqx.Module):
+    """What ``fit_vmf`` returns.
+
+    Attributes:
+        value: the fitted ``VonMisesFisher`` (``value.mean_direction``,
+            ``value.concentration``).
+        result: ``RESULTS.successful``, or
+            ``RESULTS.concentration_max_steps_reached`` when Newton's
+            iteration for $\\kappa$ did not converge.
+        stats: ``"num_steps"`` (Newton steps) and
+            ``"mean_resultant_length"`` ($\bar R$, the sufficient statistic).
+    """
+
+    value: VonMisesFisher
+    result: RESULTS
+    stats: dict[str, Array]
 
 
 @eqx.filter_jit
 def concentration_from_mean_length(
     d: int, mean_length: ArrayLike, *, max_steps: int = 60
-) -> tuple[Float[Array, "..."], FitResult]:
+) -> ConcentrationSolution:
     r"""Solve $A_d(\kappa) = \bar R$ for $\kappa$ (elementwise).
 
     Newton's method on $\log\kappa$ for $\log A_d(\kappa) - \log\bar R$, with
@@ -32,6 +61,15 @@ def concentration_from_mean_length(
     $2\kappa/(d-1)$ for $\kappa \gg d$, so $\kappa$ is recovered to about
     $\epsilon\,2\kappa/(d-1)$ relative: 1e-10 or better for
     $\kappa/(d-1) \le 2\cdot10^5$ in float64.
+
+    Args:
+        d: the dimension, an int >= 2.
+        mean_length: $\bar R$, any shape.
+        max_steps: limit on Newton steps.
+
+    Returns:
+        ``ConcentrationSolution(value, result, stats)``, ``value`` the
+        concentrations.
     """
     r = jnp.asarray(mean_length)
     if not jnp.issubdtype(r.dtype, jnp.floating):
@@ -65,7 +103,7 @@ def concentration_from_mean_length(
         return jnp.any(change > tolerance(log_kappa)) & (steps < max_steps)
 
     init = (jnp.log(kappa0), jnp.full_like(rs, jnp.inf), jnp.asarray(0))
-    log_kappa, change, _ = lax.while_loop(keep_going, step, init)
+    log_kappa, change, num_steps = lax.while_loop(keep_going, step, init)
     # One more step after the tolerance is met polishes the last ulp.
     converged = jnp.all(change <= tolerance(log_kappa))
     log_kappa, _, _ = step((log_kappa, change, 0))
@@ -74,16 +112,18 @@ def concentration_from_mean_length(
         jnp.exp(log_kappa),
         jnp.where(r == 0, 0.0, jnp.where(r == 1, jnp.inf, jnp.nan)),
     )
-    result = FitResult.where(
-        converged, FitResult.successful, FitResult.max_steps_reached
+    result = RESULTS.where(
+        converged, RESULTS.successful, RESULTS.concentration_max_steps_reached
     )
-    return kappa, result
+    return ConcentrationSolution(
+        value=kappa, result=result, stats={"num_steps": num_steps + 1}
+    )
 
 
 @eqx.filter_jit
 def fit_vmf(
     x: Float[Array, "n d"], *, weights: Float[Array, " n"] | None = None
-) -> tuple[Float[Array, " d"], Float[Array, ""], FitResult]:
+) -> VonMisesFisherFit:
     r"""Maximum-likelihood von Mises-Fisher fit to unit vectors.
 
     $\hat\mu = \sum_i w_i x_i / \|\sum_i w_i x_i\|$ and $\hat\kappa$ solves
@@ -97,8 +137,13 @@ def fit_vmf(
         weights: optional non-negative weights, shape (n,).
 
     Returns:
-        (mean direction, concentration, result); ``result`` is
-        ``FitResult.successful`` unless Newton's iteration failed to converge.
+        ``VonMisesFisherFit(value, result, stats)``: ``value`` is the fitted
+        ``VonMisesFisher``; ``result`` is ``RESULTS.successful`` unless
+        Newton's iteration for $\kappa$ failed to converge.
+
+    Example:
+        >>> fit = numerics.fit_vmf(samples)
+        >>> fit.value.mean_direction, fit.value.concentration
 
     References:
         Banerjee, Dhillon, Ghosh & Sra, "Clustering on the Unit Hypersphere
@@ -117,5 +162,13 @@ def fit_vmf(
     resultant = weights @ x
     norm = jnp.linalg.norm(resultant)
     mean_direction = resultant / norm
-    kappa, result = concentration_from_mean_length(x.shape[1], norm / jnp.sum(weights))
-    return mean_direction, kappa, result
+    mean_length = norm / jnp.sum(weights)
+    concentration = concentration_from_mean_length(x.shape[1], mean_length)
+    return VonMisesFisherFit(
+        value=VonMisesFisher(mean_direction, concentration.value),
+        result=concentration.result,
+        stats={
+            "num_steps": concentration.stats["num_steps"],
+            "mean_resultant_length": mean_length,
+        },
+    )

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array
 
-from .._solver import iterate
+from .._solver import cycle_result, iterate, norm
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -165,3 +165,16 @@ def record_history(history, start, cycle):
     return history.at[jnp.where(valid, positions, history.shape[0])].set(
         jnp.abs(cycle["g"][1:]), mode="drop"
     )
+
+
+def close_cycle(operator, b, x, r_norm, steps, history, cycle, limit):
+    """The end of every restart cycle (GMRES, GCRO-DR's plain and deflated
+    cycles): the true residual of the updated x, the cycle's residual
+    estimates in the history, and the cycle's outcome (nonfinite,
+    stagnation, or so far successful). Returns
+    ``(residual, residual_norm, history, result)``."""
+    new_r = b - operator.mv(x)
+    new_norm = norm(new_r)
+    history = record_history(history, steps, cycle)
+    finite = cycle["finite"] & jnp.isfinite(new_norm)
+    return new_r, new_norm, history, cycle_result(finite, new_norm, r_norm, limit)

@@ -1,6 +1,7 @@
 """GCRO-DR: GMRES with deflated restarting and a recycled subspace carried
 from one system to the next."""
 
+import functools
 from typing import ClassVar
 
 import jax
@@ -12,7 +13,6 @@ from ..._results import RESULTS
 from .._solver import (
     AbstractLinearSolver,
     check_tolerances,
-    cycle_result,
     final_result,
     iterate,
     make_stats,
@@ -21,7 +21,7 @@ from .._solver import (
     tolerance,
 )
 from ..preconditioners._preconditioner import identity
-from ._arnoldi import arnoldi_cycle, record_history, triangular_update
+from ._arnoldi import arnoldi_cycle, close_cycle, triangular_update
 from ._recycle_state import RecycleState, check_recycle_state, empty_recycle_state
 
 
@@ -182,58 +182,21 @@ class GCRODR(AbstractLinearSolver):
     def compute(self, operator, b, x0, preconditioner, state, unrolled):
         check_recycle_state(state, self.recycle, b)
         m, k = self.restart, self.recycle
-        dtype = b.dtype
         limit = tolerance(self, norm(b))
-        history = jnp.full(self.max_steps, jnp.nan, dtype)
-        r = b - operator.mv(x0)
-        r_norm = norm(r)
-        unpreconditioned = preconditioner is identity
-
-        def plain_products(cycle, used):
-            if not unpreconditioned:
-                return None
-            return _structured_products(cycle["V"], cycle["V"][:0], used)
-
-        def rebuild(_):
-            # The matrix may have changed: C = qr(A U), U <- U R^{-1}.
-            a_u = jax.vmap(operator.mv)(state.basis)
-            q, rr = jnp.linalg.qr(a_u.T)
-            return q.T, rr
-
-        def no_space(_):
-            return jnp.zeros_like(state.basis), jnp.zeros((k, k), dtype)
-
-        c, rr = lax.cond(state.valid, rebuild, no_space, None)
-        # A U that has (numerically) lost rank cannot be inverted: start over
-        # from a plain cycle rather than carry inf/NaN into the solve.
-        diagonal = jnp.abs(jnp.diagonal(rr))
-        usable = state.valid & (
-            jnp.min(diagonal) > 100 * k * jnp.finfo(dtype).eps * jnp.max(diagonal)
+        history = jnp.full(self.max_steps, jnp.nan, b.dtype)
+        x, r, u, c, matvecs, have_space = _restore_recycle_space(
+            operator, state, x0, b - operator.mv(x0), k
         )
-
-        def from_state(_):
-            u = lax.linalg.triangular_solve(
-                rr, state.basis, left_side=True, lower=False, transpose_a=True
-            )
-            coefficients = matmul(c, r)
-            x = x0 + matmul(coefficients, u)
-            new_r = r - matmul(coefficients, c)
-            # k matvecs for A U, one for the initial residual
-            return x, new_r, u, c, jnp.asarray(k + 1), jnp.asarray(True)
-
-        def start_fresh(_):
-            # No usable space: the loop's first cycle is a plain GMRES(m)
-            # cycle, whose harmonic Ritz vectors seed U. A U of an unusable
-            # space was computed all the same.
-            spent = jnp.where(state.valid, k, 0)
-            zeros = jnp.zeros_like(state.basis)
-            return x0, r, zeros, zeros, 1 + spent, jnp.asarray(False)
-
-        x, r, u, c, matvecs, have_space = lax.cond(
-            usable, from_state, start_fresh, None
-        )
-        r_norm = norm(r)
         max_cycles = -(-self.max_steps // (m - k)) + 2
+        cycle_options = dict(
+            operator=operator,
+            preconditioner=preconditioner,
+            b=b,
+            limit=limit,
+            restart=m,
+            max_steps=self.max_steps,
+            unrolled=unrolled,
+        )
 
         def cond(carry):
             _, _, r_norm, _, _, steps, _, result, _, _ = carry
@@ -243,107 +206,20 @@ class GCRODR(AbstractLinearSolver):
                 & (result == RESULTS.successful)
             )
 
-        def deflated_cycle(carry):
-            x, r, r_norm, u, c, steps, matvecs, _, history, _ = carry
-            cycle = arnoldi_cycle(
-                operator,
-                preconditioner,
-                r,
-                r_norm,
-                m - k,
-                self.max_steps - steps,
-                limit,
-                c,
-                unrolled,
-            )
-            u_norms = jnp.sqrt(jnp.sum(u * u, axis=1))
-            scale = 1.0 / u_norms
-            u_scaled = u * scale[:, None]
-            # A [U~ Z] = [C V] G, G = [[D, B], [0, H]].
-            g = jnp.zeros((m + 1, m), dtype)
-            g = g.at[:k, :k].set(jnp.diag(scale))
-            g = g.at[:k, k:].set(cycle["B"])
-            g = g.at[k:, k:].set(cycle["H"])
-            used = jnp.arange(m) < k + cycle["steps"]
-            g = jnp.where(used[None, :], g, 0.0)
-            rhs = jnp.zeros(m + 1, dtype).at[k].set(r_norm)
-            y = _least_squares(g, rhs, used)
-            directions = jnp.concatenate([u_scaled, cycle["Z"]])
-            krylov_basis = jnp.concatenate([c, cycle["V"]])
-            x = x + matmul(y, directions)
-            products = (
-                _structured_products(krylov_basis, u_scaled, used)
-                if unpreconditioned
-                else None
-            )
-            new_u, new_c = _recycle_from_cycle(
-                g, directions, krylov_basis, used, k, products
-            )
-            new_r = b - operator.mv(x)
-            new_norm = norm(new_r)
-            history = record_history(history, steps, cycle)
-            finite = cycle["finite"] & jnp.isfinite(new_norm)
-            result = cycle_result(finite, new_norm, r_norm, limit)
-            return (
-                x,
-                new_r,
-                new_norm,
-                new_u,
-                new_c,
-                steps + cycle["steps"],
-                matvecs + cycle["steps"] + 1,
-                result,
-                history,
-                jnp.asarray(True),
-            )
-
         def body(carry):
             # Without a recycle space (none passed in, or the last plain cycle
             # was shorter than k) run a GMRES cycle, which seeds the space.
-            return lax.cond(carry[-1], deflated_cycle, plain_cycle, carry)
-
-        def plain_cycle(carry):
-            x, r, r_norm, u, c, steps, matvecs, _, history, _ = carry
-            cycle = arnoldi_cycle(
-                operator,
-                preconditioner,
-                r,
-                r_norm,
-                m,
-                self.max_steps - steps,
-                limit,
-                None,
-                unrolled,
-            )
-            y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
-            x = x + matmul(y, cycle["Z"])
-            used = jnp.arange(m) < cycle["steps"]
-            new_u, new_c = _recycle_from_cycle(
-                cycle["H"], cycle["Z"], cycle["V"], used, k, plain_products(cycle, used)
-            )
-            enough = cycle["steps"] >= k
-            new_r = b - operator.mv(x)
-            new_norm = norm(new_r)
-            history = record_history(history, steps, cycle)
-            finite = cycle["finite"] & jnp.isfinite(new_norm)
-            result = cycle_result(finite, new_norm, r_norm, limit)
-            return (
-                x,
-                new_r,
-                new_norm,
-                jnp.where(enough, new_u, u),
-                jnp.where(enough, new_c, c),
-                steps + cycle["steps"],
-                matvecs + cycle["steps"] + 1,
-                result,
-                history,
-                enough,
+            return lax.cond(
+                carry[-1],
+                functools.partial(_deflated_cycle, **cycle_options),
+                functools.partial(_plain_cycle, **cycle_options),
+                carry,
             )
 
         init = (
             x,
             r,
-            r_norm,
+            norm(r),
             u,
             c,
             jnp.asarray(0),
@@ -362,6 +238,153 @@ class GCRODR(AbstractLinearSolver):
             valid=have_space | state.valid,
         )
         return x, result, stats, new_state
+
+
+def _restore_recycle_space(operator, state, x0, r, k):
+    """The recycle space of ``state`` rebuilt for this operator, and x0 and
+    its residual projected onto it: ``(x, r, U, C, matvecs, have_space)``.
+
+    The matrix may have changed since U was computed: C = qr(A U) and
+    U <- U R^{-1} restore A U = C. A U that has (numerically) lost rank
+    cannot be inverted; then the solve starts from a plain cycle (zeros for
+    U and C, ``have_space`` False) rather than carry inf/NaN into it."""
+    dtype = r.dtype
+
+    def rebuild(_):
+        a_u = jax.vmap(operator.mv)(state.basis)
+        q, rr = jnp.linalg.qr(a_u.T)
+        return q.T, rr
+
+    def no_space(_):
+        return jnp.zeros_like(state.basis), jnp.zeros((k, k), dtype)
+
+    c, rr = lax.cond(state.valid, rebuild, no_space, None)
+    diagonal = jnp.abs(jnp.diagonal(rr))
+    usable = state.valid & (
+        jnp.min(diagonal) > 100 * k * jnp.finfo(dtype).eps * jnp.max(diagonal)
+    )
+
+    def from_state(_):
+        u = lax.linalg.triangular_solve(
+            rr, state.basis, left_side=True, lower=False, transpose_a=True
+        )
+        coefficients = matmul(c, r)
+        x = x0 + matmul(coefficients, u)
+        new_r = r - matmul(coefficients, c)
+        # k matvecs for A U, one for the initial residual
+        return x, new_r, u, c, jnp.asarray(k + 1), jnp.asarray(True)
+
+    def start_fresh(_):
+        # A U of an unusable space was computed all the same.
+        spent = jnp.where(state.valid, k, 0)
+        zeros = jnp.zeros_like(state.basis)
+        return x0, r, zeros, zeros, 1 + spent, jnp.asarray(False)
+
+    return lax.cond(usable, from_state, start_fresh, None)
+
+
+def _deflated_cycle(
+    carry, *, operator, preconditioner, b, limit, restart, max_steps, unrolled
+):
+    """One GCRO-DR cycle: m - k Arnoldi steps on (I - C C^T) A M, the
+    residual minimised over span(U) + span(M V), and U, C replaced by the
+    cycle's k harmonic Ritz vectors nearest the origin."""
+    x, r, r_norm, u, c, steps, matvecs, _, history, _ = carry
+    m, k = restart, u.shape[0]
+    cycle = arnoldi_cycle(
+        operator,
+        preconditioner,
+        r,
+        r_norm,
+        m - k,
+        max_steps - steps,
+        limit,
+        c,
+        unrolled,
+    )
+    u_norms = jnp.sqrt(jnp.sum(u * u, axis=1))
+    scale = 1.0 / u_norms
+    u_scaled = u * scale[:, None]
+    # A [U~ Z] = [C V] G, G = [[D, B], [0, H]].
+    g = jnp.zeros((m + 1, m), b.dtype)
+    g = g.at[:k, :k].set(jnp.diag(scale))
+    g = g.at[:k, k:].set(cycle["B"])
+    g = g.at[k:, k:].set(cycle["H"])
+    used = jnp.arange(m) < k + cycle["steps"]
+    g = jnp.where(used[None, :], g, 0.0)
+    rhs = jnp.zeros(m + 1, b.dtype).at[k].set(r_norm)
+    y = _least_squares(g, rhs, used)
+    directions = jnp.concatenate([u_scaled, cycle["Z"]])
+    krylov_basis = jnp.concatenate([c, cycle["V"]])
+    x = x + matmul(y, directions)
+    products = (
+        _structured_products(krylov_basis, u_scaled, used)
+        if preconditioner is identity
+        else None
+    )
+    new_u, new_c = _recycle_from_cycle(g, directions, krylov_basis, used, k, products)
+    new_r, new_norm, history, result = close_cycle(
+        operator, b, x, r_norm, steps, history, cycle, limit
+    )
+    return (
+        x,
+        new_r,
+        new_norm,
+        new_u,
+        new_c,
+        steps + cycle["steps"],
+        matvecs + cycle["steps"] + 1,
+        result,
+        history,
+        jnp.asarray(True),
+    )
+
+
+def _plain_cycle(
+    carry, *, operator, preconditioner, b, limit, restart, max_steps, unrolled
+):
+    """One GMRES(m) cycle, whose harmonic Ritz vectors seed U and C when it
+    ran at least k steps (a shorter cycle leaves the space as it was)."""
+    x, r, r_norm, u, c, steps, matvecs, _, history, _ = carry
+    m, k = restart, u.shape[0]
+    cycle = arnoldi_cycle(
+        operator,
+        preconditioner,
+        r,
+        r_norm,
+        m,
+        max_steps - steps,
+        limit,
+        None,
+        unrolled,
+    )
+    y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
+    x = x + matmul(y, cycle["Z"])
+    used = jnp.arange(m) < cycle["steps"]
+    products = (
+        _structured_products(cycle["V"], cycle["V"][:0], used)
+        if preconditioner is identity
+        else None
+    )
+    new_u, new_c = _recycle_from_cycle(
+        cycle["H"], cycle["Z"], cycle["V"], used, k, products
+    )
+    enough = cycle["steps"] >= k
+    new_r, new_norm, history, result = close_cycle(
+        operator, b, x, r_norm, steps, history, cycle, limit
+    )
+    return (
+        x,
+        new_r,
+        new_norm,
+        jnp.where(enough, new_u, u),
+        jnp.where(enough, new_c, c),
+        steps + cycle["steps"],
+        matvecs + cycle["steps"] + 1,
+        result,
+        history,
+        enough,
+    )
 
 
 def _least_squares(g, rhs, used):

@@ -8,7 +8,6 @@ from ..._results import RESULTS
 from .._solver import (
     AbstractLinearSolver,
     check_tolerances,
-    cycle_result,
     final_result,
     iterate,
     make_stats,
@@ -16,7 +15,7 @@ from .._solver import (
     norm,
     tolerance,
 )
-from ._arnoldi import arnoldi_cycle, record_history, triangular_update
+from ._arnoldi import arnoldi_cycle, close_cycle, triangular_update
 
 
 class GMRES(AbstractLinearSolver):
@@ -115,11 +114,9 @@ def restarted_gmres(solver, operator, b, x0, preconditioner, unrolled):
         )
         y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
         x = x + matmul(y, cycle["Z"])
-        new_r = b - operator.mv(x)
-        new_norm = norm(new_r)
-        history = record_history(history, steps, cycle)
-        finite = cycle["finite"] & jnp.isfinite(new_norm)
-        result = cycle_result(finite, new_norm, r_norm, limit)
+        new_r, new_norm, history, result = close_cycle(
+            operator, b, x, r_norm, steps, history, cycle, limit
+        )
         return (
             x,
             new_r,

@@ -95,7 +95,7 @@ class ConjugateDirectionNetwork(eqx.Module):
     pressure walls the solver needs no more iterations than with the up
     pair (with the earlier V-cycle it needed up to 1.7x). A fifth level
     (``levels=5``) cut the iterations at 64^3 and 128^3 but not at 256^3
-    (``benchmarks/RESULTS.md``). Half precision is no cheaper: with 8-16
+    (``benchmarks/NOTES.md``). Half precision is no cheaper: with 8-16
     channels the bfloat16 network took 1.1-2.5x as long on the H100.
 
     A network without pairs on the full grid is meant to be paired with a

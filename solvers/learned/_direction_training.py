@@ -234,7 +234,7 @@ def train_direction_network(
 
     The energy loss is what made the method work here: on 2-D 64^2
     pressure systems the one-step loss gave 286-1061 iterations to 1e-6
-    (CG: 231-338), four energy steps 25-44 (``benchmarks/RESULTS.md``).
+    (CG: 231-338), four energy steps 25-44 (``benchmarks/NOTES.md``).
 
     Every ``steps_per_problem`` steps a new problem comes from
     ``sample_operator(key)`` (an operator on a grid, e.g. a

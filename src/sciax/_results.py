@@ -25,6 +25,11 @@ class RESULTS(eqx.Enumeration):
         "A NaN or inf appeared in b, x0, or the output of the operator or "
         "preconditioner."
     )
+    concentration_max_steps_reached = (
+        "Newton's iteration for the von Mises-Fisher concentration did not "
+        "converge: the mean resultant length may be within rounding of 0 or 1. "
+        "Increase max_steps, or fit in float64."
+    )
     nonfinite_loss = (
         "Training stopped at a NaN or inf loss; the model is the one after the "
         "last finite step. Lower the learning rate, check the data for NaN or "

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
+import sciax
 from sciax import numerics
 
 
@@ -29,24 +30,43 @@ def test_log_normalizer_against_closed_form_and_scipy():
     )
 
 
-def test_high_dimension_stays_finite():
-    for d in (2048, 32768):
-        values = numerics.vmf_log_normalizer(d, jnp.array([1e-3, 10.0, 1e4, 1e6]))
-        assert np.all(np.isfinite(values))
+@pytest.mark.parametrize(
+    "d, kappas",
+    # mpmath's series does not converge at order 16383 and kappa = 1e6
+    [(2048, [1e-3, 10.0, 1e4, 1e6]), (32768, [1e-3, 10.0, 1e4])],
+)
+def test_high_dimension_log_normalizer_against_mpmath(d, kappas):
+    r"""$\log C_d(\kappa) = (d/2-1)\log\kappa - (d/2)\log 2\pi - \log
+    I_{d/2-1}(\kappa)$ at orders where $I$ under- or overflows every float
+    format, against mpmath at 40 digits."""
+    mpmath = pytest.importorskip("mpmath")
+    ours = np.asarray(numerics.vmf_log_normalizer(d, jnp.array(kappas)))
+    with mpmath.workdps(40):
+        expected = [
+            float(
+                (d / 2 - 1) * mpmath.log(k)
+                - (d / 2) * mpmath.log(2 * mpmath.pi)
+                - mpmath.log(mpmath.besseli(d / 2 - 1, k))
+            )
+            for k in kappas
+        ]
+    error = np.abs(ours - expected) / np.maximum(1.0, np.abs(expected))
+    assert np.all(error < 16 * np.finfo(np.float64).eps), error
 
 
 @pytest.mark.parametrize("d", [3, 32, 2048, 32768])
 def test_concentration_recovered_from_sufficient_statistic(d):
     kappas = jnp.array([1e-3, 1.0, 100.0, 1e4, 1e6])
     mean_length = numerics.mean_resultant_length(d, kappas)
-    fitted, result = numerics.concentration_from_mean_length(d, mean_length)
-    relative = np.abs(np.asarray(fitted) / np.asarray(kappas) - 1)
+    solution = numerics.concentration_from_mean_length(d, mean_length)
+    relative = np.abs(np.asarray(solution.value) / np.asarray(kappas) - 1)
     # The conditioning of kappa in R is ~ 2 kappa / (d - 1) for kappa >> d.
     bound = np.maximum(
         1e-10, 4 * np.finfo(np.float64).eps * 2 * np.asarray(kappas) / (d - 1)
     )
     assert np.all(relative <= bound), relative
-    assert result == numerics.FitResult.successful
+    assert solution.result == sciax.RESULTS.successful
+    assert 1 <= int(solution.stats["num_steps"]) <= 60
 
 
 def test_fit_from_samples_and_sampler_moments():
@@ -61,20 +81,32 @@ def test_fit_from_samples_and_sampler_moments():
     np.testing.assert_allclose(
         jnp.mean(samples @ mu), numerics.mean_resultant_length(d, 200.0), rtol=5e-3
     )
-    mean_direction, kappa, result = numerics.fit_vmf(samples)
-    assert result == numerics.FitResult.successful
-    assert abs(float(kappa) / 200.0 - 1) < 0.03
-    assert float(mean_direction @ mu) > 0.999
+    fit = numerics.fit_vmf(samples)
+    assert fit.result == sciax.RESULTS.successful
+    assert isinstance(fit.value, numerics.VonMisesFisher)
+    assert abs(float(fit.value.concentration) / 200.0 - 1) < 0.03
+    assert float(fit.value.mean_direction @ mu) > 0.999
+    np.testing.assert_allclose(
+        fit.stats["mean_resultant_length"],
+        jnp.linalg.norm(jnp.mean(samples, axis=0)),
+        rtol=1e-12,
+    )
 
 
 def test_fit_weights_vmap_and_edges():
     x = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
-    _, kappa_w, _ = numerics.fit_vmf(x, weights=jnp.array([1.0, 0.0, 1.0]))
-    assert kappa_w == jnp.inf
-    batched = jax.vmap(lambda r: numerics.concentration_from_mean_length(3, r)[0])(
-        jnp.array([0.0, 0.3, 0.9])
+    fit = numerics.fit_vmf(x, weights=jnp.array([1.0, 0.0, 1.0]))
+    assert fit.value.concentration == jnp.inf
+    np.testing.assert_array_equal(fit.value.mean_direction, [1.0, 0.0])
+    lengths = jnp.array([0.0, 0.3, 0.9])
+    batched = jax.vmap(lambda r: numerics.concentration_from_mean_length(3, r).value)(
+        lengths
     )
-    assert batched[0] == 0.0 and np.all(np.isfinite(batched))
+    assert batched[0] == 0.0
+    # each kappa reproduces its mean length
+    np.testing.assert_allclose(
+        numerics.mean_resultant_length(3, batched[1:]), lengths[1:], rtol=1e-12
+    )
     with pytest.raises(ValueError, match="shape"):
         numerics.fit_vmf(jnp.ones(3))
     with pytest.raises(ValueError, match="d >= 2"):
@@ -83,7 +115,7 @@ def test_fit_weights_vmap_and_edges():
 
 def test_float32_fit():
     r = numerics.mean_resultant_length(32, jnp.float32(50.0))
-    kappa, _ = numerics.concentration_from_mean_length(32, r)
+    kappa = numerics.concentration_from_mean_length(32, r).value
     assert kappa.dtype == jnp.float32
     assert abs(float(kappa) / 50.0 - 1) < 1e-5
 
