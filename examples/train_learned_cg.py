@@ -195,7 +195,7 @@ def main():
     seconds = time.perf_counter() - start
     if training.result != solvers.RESULTS.successful:
         raise SystemExit(f"training stopped: {solvers.RESULTS[training.result]}")
-    losses = list(training.stats["loss"])
+    losses = list(training.stats["train_loss"])
     solvers.save_network(out, training.model)
     if losses:
         tail = sum(losses[-50:]) / len(losses[-50:])

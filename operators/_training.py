@@ -20,44 +20,10 @@ from tqdm.auto import tqdm
 
 from .._checkpoint import load_checkpoint, save_checkpoint
 from .._results import RESULTS
+from .._training import Training
 from ._checks import check_real_float
 from ._losses import relative_lp_loss
 from ._normalizer import UnitGaussianNormalizer
-
-
-class Training(eqx.Module):
-    """What ``fit`` returns.
-
-    The trained network is ``model``, not ``value``: a training call's
-    output is a model (the name says so, and ``train_direction_network``'s
-    ``DirectionTraining.model`` is the same), while ``value`` names the
-    solution vector of a solve. ``result`` and ``stats`` follow the
-    library's vocabulary.
-
-    Attributes:
-        model: the trained model (after the last epoch that finished with a
-            finite training loss).
-        result: ``RESULTS.successful``, or ``RESULTS.nonfinite_loss`` when
-            training stopped at an epoch whose training loss was NaN or inf.
-        stats: a dict with
-            ``"train_loss"``: mean training loss of every epoch (over all
-            samples, each at the parameters of its step), NaN for epochs
-            not run; an array of ``num_epochs`` entries.
-            ``"validation_loss"``: mean loss on the validation data after
-            every epoch, NaN for epochs not run or without validation data.
-            ``"epoch_seconds"``: wall-clock seconds of every epoch run by
-            this call (the first includes compilation), NaN for the others.
-            ``"num_epochs"``: epochs done in all, those before a resume
-            included.
-            ``"num_steps"``: optimizer steps done in all (a step is one
-            minibatch: ``ceil(num_samples / batch_size)`` per epoch).
-            ``"seconds"``: wall-clock seconds of this call, compilation
-            included.
-    """
-
-    model: eqx.Module
-    result: RESULTS
-    stats: dict
 
 
 def _steps_per_epoch(num_samples: int, batch_size: int) -> int:
@@ -474,7 +440,19 @@ def fit(
         throw: raise on a non-finite training loss instead of returning.
 
     Returns:
-        ``Training(model, result, stats)``; see ``Training``.
+        ``sciax.Training(model, result, stats)``, ``stats`` holding
+        ``"train_loss"``: mean training loss of every epoch (over all
+        samples, each at the parameters of its step), NaN for epochs not
+        run, an array of ``num_epochs`` entries;
+        ``"validation_loss"``: mean loss on the validation data after every
+        epoch, NaN for epochs not run or without validation data;
+        ``"epoch_seconds"``: wall-clock seconds of every epoch run by this
+        call (the first includes compilation), NaN for the others;
+        ``"num_epochs"``: epochs done in all, those before a resume
+        included; ``"num_steps"``: optimizer steps done in all (one per
+        minibatch, ``ceil(num_samples / batch_size)`` per epoch);
+        ``"seconds"``: wall-clock seconds of this call, compilation
+        included.
     """
     options = dict(
         key=key, num_epochs=num_epochs, batch_size=batch_size, devices=devices,

@@ -5,6 +5,7 @@ and reports how the solve ended in ``Solution.result``.
 """
 
 from .._results import RESULTS as RESULTS
+from .._training import Training as Training
 from ._operator import AbstractGridOperator as AbstractGridOperator
 from ._operator import FunctionOperator as FunctionOperator
 from ._operator import LinearOperator as LinearOperator
@@ -21,7 +22,6 @@ from .krylov import GMRESDR as GMRESDR
 from .krylov import RecycledCG as RecycledCG
 from .krylov import RecycleState as RecycleState
 from .learned import ConjugateDirectionNetwork as ConjugateDirectionNetwork
-from .learned import DirectionTraining as DirectionTraining
 from .learned import LearnedConjugateDirections as LearnedConjugateDirections
 from .learned import load_network as load_network
 from .learned import pretrained_network as pretrained_network

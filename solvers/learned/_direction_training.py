@@ -16,28 +16,12 @@ from tqdm.auto import tqdm
 
 from ..._checkpoint import load_checkpoint, save_checkpoint
 from ..._results import RESULTS
+from ..._training import Training
 from .._operator import AbstractGridOperator
 from .._solver import dot, matmul
 from ..preconditioners._preconditioner import AbstractPreconditioner
 from ._direction_network import ConjugateDirectionNetwork
 from ._learned_cd import conjugate_step
-
-
-class DirectionTraining(eqx.Module):
-    """What ``train_direction_network`` returns.
-
-    Attributes:
-        model: the trained ``ConjugateDirectionNetwork`` (after the last
-            step with a finite loss).
-        result: ``RESULTS.successful``, or ``RESULTS.nonfinite_loss`` when
-            training stopped at a non-finite loss.
-        stats: ``"loss"`` (per step of this call), ``"num_steps"`` (done in
-            all, including before a resume), ``"seconds"``.
-    """
-
-    model: ConjugateDirectionNetwork
-    result: RESULTS
-    stats: dict
 
 
 def _grid_attribute(operator, name):
@@ -253,9 +237,9 @@ def train_direction_network(
     the last finite step.
 
     Returns:
-        ``DirectionTraining(model, result, stats)``: the trained network,
+        ``sciax.Training(model, result, stats)``: the trained network,
         ``RESULTS.successful`` or ``RESULTS.nonfinite_loss``, and ``stats``
-        with ``"loss"`` (the loss of every step this call ran),
+        with ``"train_loss"`` (the loss of every step this call ran),
         ``"num_steps"`` (steps done in all, those before a resume included)
         and ``"seconds"`` (wall-clock time of this call).
     """
@@ -340,11 +324,11 @@ def train_direction_network(
                 metadata={"loss": losses[-1]},
             )
     bar.close()
-    return DirectionTraining(
+    return Training(
         model=eqx.combine(parameters, static),
         result=result,
         stats={
-            "loss": np.asarray(losses),
+            "train_loss": np.asarray(losses),
             "num_steps": done,
             "seconds": time.perf_counter() - start_time,
         },

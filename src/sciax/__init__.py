@@ -17,6 +17,7 @@ training loop reports in its ``result`` field.
 from importlib import metadata as _metadata
 
 from ._results import RESULTS as RESULTS
+from ._training import Training as Training
 
 from . import numerics as numerics  # isort: skip  (imported in dependency order)
 from . import solvers as solvers  # isort: skip

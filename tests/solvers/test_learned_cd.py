@@ -238,15 +238,15 @@ def test_training_resumes(tmp_path, loss_steps):
         )
 
     first = train(tmp_path / "interrupted", 10)
-    assert first.stats["num_steps"] == 10 and len(first.stats["loss"]) == 10
+    assert first.stats["num_steps"] == 10 and len(first.stats["train_loss"]) == 10
     resumed = train(tmp_path / "interrupted", 20)
-    assert resumed.stats["num_steps"] == 20 and len(resumed.stats["loss"]) == 10
+    assert resumed.stats["num_steps"] == 20 and len(resumed.stats["train_loss"]) == 10
     whole = train(tmp_path / "whole", 20)
     assert whole.result == solvers.RESULTS.successful
-    assert np.all(np.isfinite(whole.stats["loss"]))
+    assert np.all(np.isfinite(whole.stats["train_loss"]))
     np.testing.assert_allclose(
-        np.concatenate([first.stats["loss"], resumed.stats["loss"]]),
-        whole.stats["loss"],
+        np.concatenate([first.stats["train_loss"], resumed.stats["train_loss"]]),
+        whole.stats["train_loss"],
         rtol=1e-5,
     )
     for a, b in zip(
@@ -265,7 +265,7 @@ def test_training_stops_at_a_nonfinite_loss(tmp_path):
     network = nan_network(2)
     training = train_small(network, None, 5)
     assert training.result == solvers.RESULTS.nonfinite_loss
-    assert training.stats["num_steps"] == 0 and len(training.stats["loss"]) == 1
+    assert training.stats["num_steps"] == 0 and len(training.stats["train_loss"]) == 1
 
 
 @pytest.mark.parametrize("loss", ["one-step", "energy"])
@@ -361,11 +361,11 @@ def test_training_with_multigrid_steps_resumes(tmp_path):
         2, pairless_levels=1, key=jax.random.key(0)
     )
     trained = train(20)
-    losses = trained.stats["loss"]
+    losses = trained.stats["train_loss"]
     assert np.all(np.isfinite(losses)) and max(losses) < 1.0
     assert not np.allclose(trained.model.lift.weight, start.lift.weight)
     more = train(25)
-    assert len(more.stats["loss"]) == 5
+    assert len(more.stats["train_loss"]) == 5
 
 
 def test_bad_input():
