@@ -234,7 +234,9 @@ def burgers_samples(
     )
     initial, final = initial[:num_samples], final[:num_samples]
     finite = jnp.all(jnp.isfinite(final), axis=-1)
-    result = RESULTS.where(finite, RESULTS.successful, RESULTS.nonfinite)
+    result = jax.vmap(
+        lambda ok: RESULTS.where(ok, RESULTS.successful, RESULTS.nonfinite)
+    )(finite)
     if throw and not bool(jnp.all(finite)):
         raise ValueError(
             "burgers_samples: a solution is not finite; increase num_steps."

@@ -283,7 +283,7 @@ def _fit_values(
             new_beta,
             size,
             step_count + 1,
-            cg_count + solution.stats["num_matvecs"],
+            cg_count + solution.stats["num_matvecs"].astype(cg_count.dtype),
         )
 
     tolerance = 100 * jnp.finfo(dtype).eps ** 0.5
