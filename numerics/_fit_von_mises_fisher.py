@@ -7,7 +7,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._results import RESULTS
 from ._log_bessel import log_iv_ratio
-from ._von_mises_fisher import VonMisesFisher
+from ._von_mises_fisher import VonMisesFisher, _check_dimension, _float_input
 
 
 class ConcentrationSolution(eqx.Module):
@@ -45,7 +45,6 @@ class VonMisesFisherFit(eqx.Module):
     stats: dict[str, Array]
 
 
-@eqx.filter_jit
 def concentration_from_mean_length(
     d: int, mean_length: ArrayLike, *, max_steps: int = 60
 ) -> ConcentrationSolution:
@@ -63,7 +62,8 @@ def concentration_from_mean_length(
     $\kappa/(d-1) \le 2\cdot10^5$ in float64.
 
     Args:
-        d: the dimension, an int >= 2.
+        d: the dimension, a Python int >= 2 (a value in the compiled
+            computation: one compilation serves every $d$).
         mean_length: $\bar R$, any shape.
         max_steps: limit on Newton steps.
 
@@ -71,9 +71,13 @@ def concentration_from_mean_length(
         ``ConcentrationSolution(value, result, stats)``, ``value`` the
         concentrations.
     """
-    r = jnp.asarray(mean_length)
-    if not jnp.issubdtype(r.dtype, jnp.floating):
-        r = r.astype(float)
+    _check_dimension(d)
+    r = _float_input(mean_length)
+    return _concentration(jnp.asarray(d, r.dtype), r, max_steps)
+
+
+@eqx.filter_jit
+def _concentration(d: Array, r: Array, max_steps: int) -> ConcentrationSolution:
     nu = d / 2 - 1
     inside = (r > 0) & (r < 1)
     rs = jnp.where(inside, r, 0.5)

@@ -11,7 +11,18 @@ from ._log_bessel import log_iv, log_iv_ratio
 from ._small_order import log_gamma_1p
 
 
-@eqx.filter_jit
+def _check_dimension(d) -> None:
+    if isinstance(d, bool) or not isinstance(d, int) or d < 2:
+        raise ValueError(f"d must be a Python int >= 2, got {d!r}")
+
+
+def _float_input(kappa) -> Array:
+    kappa = jnp.asarray(kappa)
+    if not jnp.issubdtype(kappa.dtype, jnp.floating):
+        kappa = kappa.astype(float)
+    return kappa
+
+
 def vmf_log_normalizer(d: int, kappa: ArrayLike) -> Float[Array, "..."]:
     r"""$\log C_d(\kappa)$ of the von Mises-Fisher density $C_d(\kappa) e^{\kappa \mu^T x}$.
 
@@ -22,38 +33,59 @@ def vmf_log_normalizer(d: int, kappa: ArrayLike) -> Float[Array, "..."]:
     the series are used so the $\nu\log\kappa$ terms cancel exactly;
     $\kappa = 0$ gives the uniform density $1/|S^{d-1}|$.
 
+    The dimension enters the compiled computation as a value, not a
+    constant: one compilation per shape and dtype of ``kappa`` serves every
+    $d$.
+
     Args:
         d: ambient dimension, a Python int >= 2.
         kappa: concentration >= 0 (nan below 0).
 
+    Accuracy: within 16 eps of mpmath (float64) for $d$ up to 32768 and
+    $\kappa$ up to $10^6$ (tests/numerics/test_von_mises_fisher.py).
+
     References:
         Mardia & Jupp, "Directional Statistics" (2000), 9.3.
     """
-    if not isinstance(d, int) or d < 2:
-        raise ValueError(f"d must be a Python int >= 2, got {d!r}")
-    kappa = jnp.asarray(kappa)
-    if not jnp.issubdtype(kappa.dtype, jnp.floating):
-        kappa = kappa.astype(float)
+    _check_dimension(d)
+    kappa = _float_input(kappa)
+    return _log_normalizer(jnp.asarray(d, kappa.dtype), kappa)
+
+
+@jax.jit
+def _log_normalizer(d: Array, kappa: Array) -> Array:
     nu = d / 2 - 1
     small = kappa * kappa < 1e-8 * (nu + 1)
     safe = jnp.where(small, 1.0, kappa)
     general = nu * jnp.log(safe) - (d / 2) * jnp.log(2 * jnp.pi) - log_iv(nu, safe)
-    # log I_nu(k) = nu log(k/2) - lgamma(nu+1) + k^2/(4(nu+1)) + O(k^4)
-    lgamma = (
-        log_gamma_1p(jnp.asarray(nu, kappa.dtype))
-        if nu < 40
-        else (jax.scipy.special.gammaln(jnp.asarray(nu + 1, kappa.dtype)))
+    # log I_nu(k) = nu log(k/2) - lgamma(nu+1) + k^2/(4(nu+1)) + O(k^4);
+    # log_gamma_1p is accurate below 40, gammaln above (both are scalars)
+    lgamma = jnp.where(
+        nu < 40,
+        log_gamma_1p(jnp.minimum(nu, 40.0)),
+        jax.scipy.special.gammaln(nu + 1),
     )
     leading = nu * jnp.log(2.0) + lgamma - (d / 2) * jnp.log(2 * jnp.pi)
     series = leading - kappa * kappa / (4 * (nu + 1))
     return jnp.where(kappa < 0, jnp.nan, jnp.where(small, series, general))
 
 
-@eqx.filter_jit
 def mean_resultant_length(d: int, kappa: ArrayLike) -> Float[Array, "..."]:
     r"""$A_d(\kappa) = I_{d/2}(\kappa)/I_{d/2-1}(\kappa) = E[\mu^T x]$, through
-    ``log_iv_ratio``."""
-    kappa = jnp.asarray(kappa)
+    ``log_iv_ratio`` (accurate to a few eps wherever ``log_iv_ratio`` is).
+
+    Args:
+        d: ambient dimension, a Python int >= 2 (a value in the compiled
+            computation: one compilation serves every $d$).
+        kappa: concentration >= 0.
+    """
+    _check_dimension(d)
+    kappa = _float_input(kappa)
+    return _mean_resultant_length(jnp.asarray(d, kappa.dtype), kappa)
+
+
+@jax.jit
+def _mean_resultant_length(d: Array, kappa: Array) -> Array:
     return jnp.where(kappa == 0, 0.0, jnp.exp(log_iv_ratio(d / 2 - 1, kappa)))
 
 
