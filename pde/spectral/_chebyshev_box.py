@@ -3,6 +3,7 @@ problems of the Gaussian-process solver (2-D Poisson, Allen-Cahn, and
 space-time transport)."""
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -142,6 +143,256 @@ def _uses_fast_diagonalisation(derivatives, dirichlet):
     return all_sides and second_order
 
 
+class _Discretisation(NamedTuple):
+    """The tensor Chebyshev grid of ``chebyshev_solve_box``: its axes and
+    nodes (n1, n2, 2), the per-axis differentiation matrices ``{p: D^p}``,
+    the boundary data on the grid, the nodes where F is collocated (``free``,
+    and their flat indices), whether the fast diagonalisation applies
+    (``fast``), and the canonical inputs."""
+
+    grids: tuple
+    points: Array
+    matrices: list
+    boundary_values: Array
+    free: np.ndarray
+    free_index: np.ndarray
+    num_points: tuple
+    lengths: tuple
+    derivatives: tuple
+    fast: bool
+    dtype: np.dtype
+
+
+def _discretise(boundary, domain, num_points, derivatives, dirichlet, dtype):
+    """Builds the grid, the differentiation matrices and the boundary data,
+    and picks the linear solver (refusing a dense Jacobian too large)."""
+    derivatives = tuple(tuple(term) for term in derivatives)
+    dirichlet = tuple(tuple(sides) for sides in dirichlet)
+    num_points = tuple(num_points)
+    dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
+    lengths = tuple(float(b) - float(a) for a, b in domain)
+    grids = tuple(
+        chebyshev_points(n, (float(a), float(b)), dtype)
+        for (a, b), n in zip(domain, num_points, strict=True)
+    )
+    points = jnp.stack(jnp.meshgrid(*grids, indexing="ij"), axis=-1)
+    matrices = [
+        {
+            p: jnp.asarray(m, dtype)
+            for p, m in _derivative_matrices(
+                n, length, {term[axis] for term in derivatives}
+            ).items()
+        }
+        for axis, (n, length) in enumerate(zip(num_points, lengths, strict=True))
+    ]
+    # the matrices are large constants: without the barrier XLA folds their
+    # products with constant iterates (GMRES's zero start) at compile time
+    matrices = lax.optimization_barrier(matrices)
+    boundary_values = boundary_on_grid(boundary, points, dtype)
+    free = _free_mask(num_points, dirichlet)
+    fast = _uses_fast_diagonalisation(derivatives, dirichlet)
+    num_unknowns = int(free.sum())
+    if not fast and num_unknowns > _MAX_DENSE_UNKNOWNS:
+        raise ValueError(
+            f"chebyshev_solve_box: {num_unknowns} unknowns need the dense "
+            f"Jacobian (at most {_MAX_DENSE_UNKNOWNS}): only second-order "
+            "operators with u on all four sides are solved matrix-free."
+        )
+    return _Discretisation(
+        grids,
+        points,
+        matrices,
+        boundary_values,
+        free,
+        np.flatnonzero(free.ravel()),
+        num_points,
+        lengths,
+        derivatives,
+        fast,
+        dtype,
+    )
+
+
+def _fields(grid: _Discretisation, u):
+    r"""The derivative terms $D_1^{p}UD_2^{qT}$ of u on the grid."""
+    out = []
+    for p1, p2 in grid.derivatives:
+        term = grid.matrices[0][p1] @ u if p1 else u
+        out.append(term @ grid.matrices[1][p2].T if p2 else term)
+    return out
+
+
+def _free_residual(equation, grid: _Discretisation, u):
+    """F at the collocated nodes, flat."""
+    residual = jax.vmap(jax.vmap(equation))(grid.points, u, *_fields(grid, u))
+    return residual.ravel()[grid.free_index]
+
+
+def _partials(equation, grid: _Discretisation, u):
+    """$F_u$ and $F_k$ at every node: the Jacobian's diagonal factors."""
+    gradient = jax.vmap(
+        jax.vmap(jax.grad(equation, argnums=tuple(range(1, len(grid.derivatives) + 2))))
+    )
+    return gradient(grid.points, u, *_fields(grid, u))
+
+
+def _embed(grid: _Discretisation, v):
+    """Values at the collocated nodes onto the flat grid, zero elsewhere."""
+    return (
+        jnp.zeros(grid.num_points[0] * grid.num_points[1], grid.dtype)
+        .at[grid.free_index]
+        .set(v, unique_indices=True)
+    )
+
+
+def _jacobian_apply(grid: _Discretisation, coefficients, v):
+    """The Newton Jacobian with factors ``coefficients`` (``_partials``)
+    applied to v at the collocated nodes."""
+    delta = _embed(grid, v).reshape(grid.num_points)
+    total = coefficients[0] * delta
+    for c, term in zip(coefficients[1:], _fields(grid, delta), strict=True):
+        total = total + c * term
+    return total.ravel()[grid.free_index]
+
+
+def _fast_linear_solve(equation, grid: _Discretisation, max_linear_steps):
+    """``linear_solve(u, rhs) -> (step, matvecs)``: GMRES with the Jacobian
+    at u, right-preconditioned by the fast diagonalisation of its
+    mean-coefficient part on the interior."""
+    factors = lax.optimization_barrier(
+        _fast_diagonalisation(grid.num_points, grid.lengths, grid.dtype)
+    )
+    index2 = grid.derivatives.index((0, 2)) + 1
+    index1 = grid.derivatives.index((2, 0)) + 1
+    interior = (grid.num_points[0] - 2, grid.num_points[1] - 2)
+
+    def linear_solve(u, right_hand_side):
+        coefficients = _partials(equation, grid, u)
+        (l1, v1, w1), (l2, v2, w2) = factors
+        c1 = jnp.mean(coefficients[index1][1:-1, 1:-1])
+        c2 = jnp.mean(coefficients[index2][1:-1, 1:-1])
+        shift = jnp.mean(coefficients[0][1:-1, 1:-1])
+        symbol = c1 * l1[:, None] + c2 * l2[None, :] + shift
+
+        def preconditioner(r):
+            rotated = w1 @ r.reshape(interior) @ w2.T
+            return (v1 @ (rotated / symbol) @ v2.T).ravel()
+
+        solution = solvers.solve(
+            lambda v: _jacobian_apply(grid, coefficients, v),
+            right_hand_side,
+            solvers.GMRES(
+                rtol=_GMRES_RTOL[grid.dtype],
+                atol=0.0,
+                max_steps=max_linear_steps,
+                restart=min(50, max_linear_steps),
+            ),
+            preconditioner=preconditioner,
+            throw=False,
+        )
+        return solution.value, solution.stats["num_matvecs"]
+
+    return linear_solve
+
+
+def _dense_linear_solve(equation, grid: _Discretisation):
+    """``linear_solve(u, rhs) -> (step, 0)``: the dense Jacobian at u on the
+    collocated nodes, by LU."""
+
+    def linear_solve(u, right_hand_side):
+        coefficients = _partials(equation, grid, u)
+        dense = jnp.diag(coefficients[0].ravel())
+        for c, (p1, p2) in zip(coefficients[1:], grid.derivatives, strict=True):
+            kron = jnp.kron(grid.matrices[0][p1], grid.matrices[1][p2])
+            dense = dense + c.ravel()[:, None] * kron
+        dense = dense[grid.free_index][:, grid.free_index]
+        return jnp.linalg.solve(dense, right_hand_side), jnp.asarray(0)
+
+    return linear_solve
+
+
+def _initial_iterate(grid: _Discretisation, initial):
+    """The starting values: ``initial`` (default zero) where F is
+    collocated, the boundary data on the Dirichlet sides."""
+    free = jnp.asarray(grid.free)
+    if initial is None:
+        return jnp.where(free, jnp.zeros((), grid.dtype), grid.boundary_values)
+    return jnp.where(free, jnp.asarray(initial, grid.dtype), grid.boundary_values)
+
+
+def _newton(equation, grid: _Discretisation, linear_solve, u0, rtol, max_steps):
+    """Damped Newton from u0 without gradients, until the step is at most
+    rtol times the iterate (max norms), it is not finite, or ``max_steps``.
+    Returns (u, steps, last step's max norm, GMRES matvecs)."""
+
+    def free_residual(u):
+        return _free_residual(equation, grid, u)
+
+    def damped_step(u):
+        """Newton's step, halved (up to 30 times) until max |F| decreases:
+        plain Newton from a poor start can run off to ever larger iterates."""
+        value = free_residual(u)
+        step, matvecs = linear_solve(u, -value)
+        step = _embed(grid, step).reshape(grid.num_points)
+        fraction = halving_line_search(free_residual, u, step, jnp.max(jnp.abs(value)))
+        return u + fraction * step, jnp.max(jnp.abs(step)), matvecs
+
+    def keep_going(state):
+        _, running, count, _, _ = state
+        return running & (count < max_steps)
+
+    def iterate(state):
+        u, _, count, _, matvecs = state
+        new, change, used = damped_step(u)
+        done = change <= rtol * jnp.max(jnp.abs(new))
+        return new, ~done & jnp.isfinite(change), count + 1, change, matvecs + used
+
+    u, _, steps, change, matvecs = lax.while_loop(
+        keep_going,
+        iterate,
+        (
+            lax.stop_gradient(u0),
+            jnp.asarray(True),
+            jnp.asarray(0),
+            jnp.asarray(jnp.inf, grid.dtype),
+            jnp.asarray(0),
+        ),
+    )
+    return u, steps, change, matvecs
+
+
+def _differentiated_step(equation, grid: _Discretisation, linear_solve, u):
+    """One Newton step from the converged iterate, the only one gradients
+    see: it carries the implicit-function-theorem derivative to the
+    parameters of F and g. Returns (u, residual before it, matvecs)."""
+    u = lax.stop_gradient(u)
+    u = jnp.where(jnp.asarray(grid.free), u, grid.boundary_values)
+    value = _free_residual(equation, grid, u)
+    step, used = linear_solve(u, -value)
+    return u + _embed(grid, step).reshape(grid.num_points), value, used
+
+
+def _solution(
+    grid: _Discretisation, u, value, steps, change, matvecs, used, rtol, throw
+):
+    """The result (raised if asked), the stats (``used``: the last step's
+    matvecs) and the solution."""
+    converged = change <= rtol * jnp.max(jnp.abs(u))
+    result = RESULTS.where(
+        jnp.all(jnp.isfinite(u)),
+        RESULTS.where(converged, RESULTS.successful, RESULTS.newton_max_steps_reached),
+        RESULTS.nonfinite,
+    )
+    if throw:
+        u = result.error_if(u, result != RESULTS.successful)
+    stats = {
+        "num_steps": steps + 1,
+        "num_matvecs": matvecs + used,
+        "residual_norm": jnp.max(jnp.abs(value)),
+    }
+    return ChebyshevBoxSolution(grid.grids, u, result, stats)
+
+
 @eqx.filter_jit
 def chebyshev_solve_box(
     equation: Callable,
@@ -231,176 +482,14 @@ def chebyshev_solve_box(
     """
     _check_inputs(domain, num_points, derivatives, dirichlet)
     check_rtol(rtol, zero_allowed=False)
-    derivatives = tuple(tuple(term) for term in derivatives)
-    dirichlet = tuple(tuple(sides) for sides in dirichlet)
-    num_points = tuple(num_points)
-    dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
-    lengths = tuple(float(b) - float(a) for a, b in domain)
-    grids = tuple(
-        chebyshev_points(n, (float(a), float(b)), dtype)
-        for (a, b), n in zip(domain, num_points, strict=True)
-    )
-    points = jnp.stack(jnp.meshgrid(*grids, indexing="ij"), axis=-1)
-    matrices = [
-        {
-            p: jnp.asarray(m, dtype)
-            for p, m in _derivative_matrices(
-                n, length, {term[axis] for term in derivatives}
-            ).items()
-        }
-        for axis, (n, length) in enumerate(zip(num_points, lengths, strict=True))
-    ]
-    # the matrices are large constants: without the barrier XLA folds their
-    # products with constant iterates (GMRES's zero start) at compile time
-    matrices = lax.optimization_barrier(matrices)
-    boundary_values = boundary_on_grid(boundary, points, dtype)
-    free = _free_mask(num_points, dirichlet)
-    fast = _uses_fast_diagonalisation(derivatives, dirichlet)
-    num_unknowns = int(free.sum())
-    if not fast and num_unknowns > _MAX_DENSE_UNKNOWNS:
-        raise ValueError(
-            f"chebyshev_solve_box: {num_unknowns} unknowns need the dense "
-            f"Jacobian (at most {_MAX_DENSE_UNKNOWNS}): only second-order "
-            "operators with u on all four sides are solved matrix-free."
-        )
-
-    def fields(u):
-        out = []
-        for p1, p2 in derivatives:
-            term = matrices[0][p1] @ u if p1 else u
-            out.append(term @ matrices[1][p2].T if p2 else term)
-        return out
-
-    pointwise = jax.vmap(jax.vmap(equation))
-
-    def residual(u):
-        return pointwise(points, u, *fields(u))
-
-    def partials(u):
-        """$F_u$ and $F_k$ at every node: the Jacobian's diagonal factors."""
-        gradient = jax.vmap(
-            jax.vmap(jax.grad(equation, argnums=tuple(range(1, len(derivatives) + 2))))
-        )
-        return gradient(points, u, *fields(u))
-
-    free_index = np.flatnonzero(free.ravel())
-
-    def embed(v):
-        return (
-            jnp.zeros(num_points[0] * num_points[1], dtype)
-            .at[free_index]
-            .set(v, unique_indices=True)
-        )
-
-    def jacobian_apply(coefficients, v):
-        delta = embed(v).reshape(num_points)
-        total = coefficients[0] * delta
-        for c, term in zip(coefficients[1:], fields(delta), strict=True):
-            total = total + c * term
-        return total.ravel()[free_index]
-
-    if fast:
-        factors = lax.optimization_barrier(
-            _fast_diagonalisation(num_points, lengths, dtype)
-        )
-        index2 = derivatives.index((0, 2)) + 1
-        index1 = derivatives.index((2, 0)) + 1
-        interior = (num_points[0] - 2, num_points[1] - 2)
-
-        def linear_solve(u, right_hand_side):
-            coefficients = partials(u)
-            (l1, v1, w1), (l2, v2, w2) = factors
-            c1 = jnp.mean(coefficients[index1][1:-1, 1:-1])
-            c2 = jnp.mean(coefficients[index2][1:-1, 1:-1])
-            shift = jnp.mean(coefficients[0][1:-1, 1:-1])
-            symbol = c1 * l1[:, None] + c2 * l2[None, :] + shift
-
-            def preconditioner(r):
-                rotated = w1 @ r.reshape(interior) @ w2.T
-                return (v1 @ (rotated / symbol) @ v2.T).ravel()
-
-            solution = solvers.solve(
-                lambda v: jacobian_apply(coefficients, v),
-                right_hand_side,
-                solvers.GMRES(
-                    rtol=_GMRES_RTOL[dtype],
-                    atol=0.0,
-                    max_steps=max_linear_steps,
-                    restart=min(50, max_linear_steps),
-                ),
-                preconditioner=preconditioner,
-                throw=False,
-            )
-            return solution.value, solution.stats["num_matvecs"]
-
+    grid = _discretise(boundary, domain, num_points, derivatives, dirichlet, dtype)
+    if grid.fast:
+        linear_solve = _fast_linear_solve(equation, grid, max_linear_steps)
     else:
-
-        def linear_solve(u, right_hand_side):
-            coefficients = partials(u)
-            n1, n2 = num_points
-            dense = jnp.diag(coefficients[0].ravel())
-            for c, (p1, p2) in zip(coefficients[1:], derivatives, strict=True):
-                kron = jnp.kron(matrices[0][p1], matrices[1][p2])
-                dense = dense + c.ravel()[:, None] * kron
-            dense = dense[free_index][:, free_index]
-            return jnp.linalg.solve(dense, right_hand_side), jnp.asarray(0)
-
-    def free_residual(u):
-        return residual(u).ravel()[free_index]
-
-    def damped_step(u):
-        """Newton's step, halved (up to 30 times) until max |F| decreases:
-        plain Newton from a poor start can run off to ever larger iterates."""
-        value = free_residual(u)
-        step, matvecs = linear_solve(u, -value)
-        step = embed(step).reshape(num_points)
-        fraction = halving_line_search(free_residual, u, step, jnp.max(jnp.abs(value)))
-        return u + fraction * step, jnp.max(jnp.abs(step)), matvecs
-
-    if initial is None:
-        u0 = jnp.where(jnp.asarray(free), jnp.zeros((), dtype), boundary_values)
-    else:
-        u0 = jnp.where(jnp.asarray(free), jnp.asarray(initial, dtype), boundary_values)
-
-    def keep_going(state):
-        _, running, count, _, _ = state
-        return running & (count < max_steps)
-
-    def iterate(state):
-        u, _, count, _, matvecs = state
-        new, change, used = damped_step(u)
-        done = change <= rtol * jnp.max(jnp.abs(new))
-        return new, ~done & jnp.isfinite(change), count + 1, change, matvecs + used
-
-    u, _, steps, change, matvecs = lax.while_loop(
-        keep_going,
-        iterate,
-        (
-            lax.stop_gradient(u0),
-            jnp.asarray(True),
-            jnp.asarray(0),
-            jnp.asarray(jnp.inf, dtype),
-            jnp.asarray(0),
-        ),
+        linear_solve = _dense_linear_solve(equation, grid)
+    u0 = _initial_iterate(grid, initial)
+    u, steps, change, matvecs = _newton(
+        equation, grid, linear_solve, u0, rtol, max_steps
     )
-    # one differentiated Newton step from the converged iterate carries the
-    # implicit-function-theorem derivative to the parameters of F and g
-    u = lax.stop_gradient(u)
-    u = jnp.where(jnp.asarray(free), u, boundary_values)
-    value = free_residual(u)
-    step, used = linear_solve(u, -value)
-    u = u + embed(step).reshape(num_points)
-    converged = change <= rtol * jnp.max(jnp.abs(u))
-    result = RESULTS.where(
-        jnp.all(jnp.isfinite(u)),
-        RESULTS.where(converged, RESULTS.successful, RESULTS.newton_max_steps_reached),
-        RESULTS.nonfinite,
-    )
-    if throw:
-        u = result.error_if(u, result != RESULTS.successful)
-    stats = {
-        "num_steps": steps + 1,
-        "num_matvecs": matvecs + used,
-        "residual_norm": jnp.max(jnp.abs(value)),
-    }
-    return ChebyshevBoxSolution(grids, u, result, stats)
+    u, value, used = _differentiated_step(equation, grid, linear_solve, u)
+    return _solution(grid, u, value, steps, change, matvecs, used, rtol, throw)
