@@ -1,8 +1,9 @@
 """Conjugate gradients, preconditioned."""
 
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import jax.numpy as jnp
+from jaxtyping import Array
 
 from ..._results import RESULTS
 from .._solver import (
@@ -86,81 +87,138 @@ def conjugate_gradient_loop(
     Returns:
         (x, r, result, stats, directions, images).
     """
-    dtype = b.dtype
     limit = tolerance(solver, norm(b))
 
     def direction(z):
         return z if deflate is None else z - deflate(z)
 
-    z = preconditioner(r)
-    history = jnp.full(solver.max_steps, jnp.nan, dtype)
-    collected = jnp.zeros((collect, b.shape[0]), dtype)
-    init = (
-        x,
-        r,
-        direction(z),
-        dot(r, z),
-        jnp.asarray(0),
-        matvecs,
-        norm(r) <= limit,
-        RESULTS.successful,
-        history,
-        collected,
-        collected,
+    init = _initial_carry(
+        solver, b, x, r, preconditioner, matvecs, direction, limit, collect
     )
 
     def cond(carry):
-        step, done = carry[4], carry[6]
-        return (~done) & (step < solver.max_steps)
+        return (~carry.done) & (carry.step < solver.max_steps)
 
     def body(carry):
-        x, r, p, rz, step, matvecs, _, _, history, directions, images = carry
-        ap = operator.mv(p)
-        curvature = dot(p, ap)
-        alpha = rz / curvature
-        if collect:
-            directions = directions.at[step].set(p, mode="drop")
-            images = images.at[step].set(ap, mode="drop")
-        x = x + alpha * p
-        r = r - alpha * ap
-        r_norm = norm(r)
-        history = history.at[step].set(r_norm)
-        proposed = r_norm <= limit
-
-        # The recursive residual says converged: check the true one.
-        true_r = jnp.where(proposed, b - operator.mv(x), r)
-        matvecs = matvecs + 1 + proposed.astype(matvecs.dtype)
-        converged = proposed & (norm(true_r) <= limit)
-        r = true_r
-        z = preconditioner(r)
-        rz_new = dot(r, z)
-        # After a failed check, restart the directions from the true residual.
-        beta = jnp.where(proposed, 0.0, rz_new / rz).astype(dtype)
-        p = direction(z) + beta * p
-        broke = ~(curvature > 0)
-        finite = jnp.isfinite(r_norm) & jnp.isfinite(alpha)
-        result = RESULTS.where(
-            ~finite,
-            RESULTS.nonfinite,
-            RESULTS.where(broke, RESULTS.breakdown, RESULTS.successful),
-        )
-        done = converged | broke | ~finite
-        return (
-            x,
-            r,
-            p,
-            rz_new,
-            step + 1,
-            matvecs,
-            done,
-            result,
-            history,
-            directions,
-            images,
-        )
+        return _iteration(carry, operator, b, preconditioner, direction, limit, collect)
 
     final = iterate(cond, body, init, solver.max_steps, unrolled)
-    x, r, _, _, steps, matvecs, done, result, history, directions, images = final
-    result = RESULTS.where(done | (norm(r) <= limit), result, RESULTS.max_steps_reached)
-    stats = make_stats(steps, matvecs, norm(r), history)
-    return x, r, result, stats, directions, images
+    return _outcome(final, limit)
+
+
+class _Carry(NamedTuple):
+    """The loop state: iterate, residual, direction, $r^Tz$, counters, the
+    outcome so far, and the directions and images collected for recycling."""
+
+    x: Array
+    r: Array
+    p: Array
+    rz: Array
+    step: Array
+    matvecs: Array
+    done: Array
+    result: RESULTS
+    history: Array
+    directions: Array
+    images: Array
+
+
+def _initial_carry(solver, b, x, r, preconditioner, matvecs, direction, limit, collect):
+    """The state before the first step: $p_0 = z_0 = M r_0$ (deflated), done
+    already if $r_0$ meets the tolerance."""
+    dtype = b.dtype
+    z = preconditioner(r)
+    history = jnp.full(solver.max_steps, jnp.nan, dtype)
+    collected = jnp.zeros((collect, b.shape[0]), dtype)
+    return _Carry(
+        x=x,
+        r=r,
+        p=direction(z),
+        rz=dot(r, z),
+        step=jnp.asarray(0),
+        matvecs=matvecs,
+        done=norm(r) <= limit,
+        result=RESULTS.successful,
+        history=history,
+        directions=collected,
+        images=collected,
+    )
+
+
+def _iteration(carry, operator, b, preconditioner, direction, limit, collect):
+    """One PCG step, with the true-residual check when the recursive residual
+    proposes convergence, and the step's outcome."""
+    x, r, p, rz, step, matvecs, _, _, history, directions, images = carry
+    ap = operator.mv(p)
+    curvature = dot(p, ap)
+    alpha = rz / curvature
+    if collect:
+        directions = directions.at[step].set(p, mode="drop")
+        images = images.at[step].set(ap, mode="drop")
+    x = x + alpha * p
+    r = r - alpha * ap
+    r_norm = norm(r)
+    history = history.at[step].set(r_norm)
+    proposed = r_norm <= limit
+
+    # The recursive residual says converged: check the true one.
+    true_r = jnp.where(proposed, b - operator.mv(x), r)
+    matvecs = matvecs + 1 + proposed.astype(matvecs.dtype)
+    converged = proposed & (norm(true_r) <= limit)
+    r = true_r
+    z = preconditioner(r)
+    rz_new = dot(r, z)
+    # After a failed check, restart the directions from the true residual.
+    beta = jnp.where(proposed, 0.0, rz_new / rz).astype(b.dtype)
+    p = direction(z) + beta * p
+    broke = ~(curvature > 0)
+    finite = jnp.isfinite(r_norm) & jnp.isfinite(alpha)
+    result = step_result(finite, broke)
+    done = converged | broke | ~finite
+    return _Carry(
+        x=x,
+        r=r,
+        p=p,
+        rz=rz_new,
+        step=step + 1,
+        matvecs=matvecs,
+        done=done,
+        result=result,
+        history=history,
+        directions=directions,
+        images=images,
+    )
+
+
+def _outcome(final, limit):
+    """(x, r, result, stats, directions, images) of the finished loop."""
+    result, stats = loop_result(
+        final.done,
+        final.result,
+        final.r,
+        limit,
+        final.step,
+        final.matvecs,
+        final.history,
+    )
+    return final.x, final.r, result, stats, final.directions, final.images
+
+
+def step_result(finite, broke):
+    r"""The outcome of one conjugate-direction step: nonfinite, breakdown
+    ($p^TAp \le 0$: A is not SPD) or, so far, successful. Shared with
+    LearnedConjugateDirections."""
+    return RESULTS.where(
+        ~finite,
+        RESULTS.nonfinite,
+        RESULTS.where(broke, RESULTS.breakdown, RESULTS.successful),
+    )
+
+
+def loop_result(done, result, r, limit, steps, matvecs, history):
+    """The result and stats of a finished conjugate-direction loop: one that
+    stopped on neither convergence nor a failure ran out of steps. Shared
+    with LearnedConjugateDirections."""
+    r_norm = norm(r)
+    result = RESULTS.where(done | (r_norm <= limit), result, RESULTS.max_steps_reached)
+    return result, make_stats(steps, matvecs, r_norm, history)
