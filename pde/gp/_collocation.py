@@ -1,7 +1,8 @@
 """What the interval and box Gaussian-process solvers share: kernel matrices
-on uniform grids, the starting spectral mixture read off a spectrum, the
-outer loop that alternates kernel fits and solves, the reported spectrum,
-and the result code and stats. Names here are public inside ``pde.gp`` and
+on uniform grids, the whitened basis, the pointwise linearisation of F and
+the damped Gauss-Newton loop of the inner solve, the starting spectral
+mixture read off a spectrum, the outer loop that alternates kernel fits and
+solves, the reported spectrum, and the result code and stats. Names here are public inside ``pde.gp`` and
 private to users."""
 
 import equinox as eqx
@@ -116,6 +117,68 @@ def uniform_kernel_matrix(kernel, num_rows, num_nodes, order, shift=0.0):
     values = kernel.derivative(differences, order)
     index = np.arange(num_rows)[:, None] - np.arange(num_nodes)[None, :] + num_nodes - 1
     return values[index]
+
+
+def whitened_modes(eigenvalues, eigenvectors, cutoff):
+    r"""The whitened basis of $K = Q\Lambda Q^T$ (eigenvalues ascending):
+    ``values`` = $Q\Lambda^{1/2}$ (u at the nodes is ``values`` $\beta$ and
+    the prior $U^TK^{-1}U$ is $|\beta|^2$), ``whitening`` = $Q\Lambda^{-1/2}$
+    (the kernel coefficients are ``whitening`` $\beta$), and ``keep``: the
+    modes above ``cutoff`` times the largest eigenvalue. The others are
+    rounding and are zeroed in both."""
+    keep = eigenvalues > cutoff * eigenvalues[-1]
+    safe = jnp.where(keep, eigenvalues, 1.0)
+    whitening = eigenvectors * jnp.where(keep, 1 / jnp.sqrt(safe), 0.0)[None, :]
+    values = eigenvectors * jnp.where(keep, jnp.sqrt(safe), 0.0)[None, :]
+    return values, whitening, keep
+
+
+def linearise_pointwise(equation, args, shape=None):
+    """F and its partials in every argument after x, point by point:
+    ``args`` = (x, u, derivatives...), each batched along its first axis;
+    with ``shape``, the residual and each partial reshaped to it."""
+    residual = jax.vmap(equation)(*args)
+    if shape is not None:
+        residual = residual.reshape(shape)
+    partials = jax.vmap(jax.grad(equation, argnums=tuple(range(1, len(args)))))(*args)
+    if shape is not None:
+        partials = [p.reshape(shape) for p in partials]
+    return residual, partials
+
+
+def gauss_newton(step, beta, max_steps, num_steps, *counters):
+    r"""Damped Gauss-Newton on whitened coefficients from ``beta``.
+
+    ``step(beta, *counters)`` returns (the new beta, the damping scale, the
+    full step, *the updated counters). The iteration stops once the damped
+    step is at most $100\sqrt\epsilon$ of the new beta (2-norms), or after
+    ``max_steps`` steps. ``num_steps`` is the step counter's initial value,
+    whose dtype the returned count keeps.
+
+    Returns:
+        (beta, num_steps, converged, *counters).
+    """
+    dtype = beta.dtype
+    tolerance = 100 * jnp.finfo(dtype).eps ** 0.5
+
+    def body(carry):
+        beta, _, step_count, *counters = carry
+        new_beta, scale, full_step, *counters = step(beta, *counters)
+        size = jnp.linalg.norm(scale * full_step) / jnp.maximum(
+            jnp.linalg.norm(new_beta), jnp.finfo(dtype).tiny
+        )
+        return (new_beta, size, step_count + 1, *counters)
+
+    def not_converged(carry):
+        _, size, step_count, *_ = carry
+        return (size > tolerance) & (step_count < max_steps)
+
+    beta, size, num_steps, *counters = lax.while_loop(
+        not_converged,
+        body,
+        (beta, jnp.asarray(jnp.inf, dtype), num_steps, *counters),
+    )
+    return (beta, num_steps, size <= tolerance, *counters)
 
 
 def astype(tree, dtype):

@@ -11,7 +11,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jaxtyping import Array, Float
 
 from ... import solvers
@@ -25,10 +24,13 @@ from ._collocation import (
     alternate,
     astype,
     fit_spectrum,
+    gauss_newton,
+    linearise_pointwise,
     reported_spectrum,
     result_and_stats,
     spectral_mixture_from_magnitude,
     uniform_kernel_matrix,
+    whitened_modes,
     windowed_magnitude,
 )
 from ._gp_kernels import AbstractStationaryKernel
@@ -74,11 +76,10 @@ def _factor(kernel, n, orders, length, cutoff, rank):
     covariance = uniform_kernel_matrix(kernel, n, n, 0)
     eigenvalues, q = jnp.linalg.eigh(covariance)
     num_above_cutoff = jnp.sum(eigenvalues > cutoff * eigenvalues[-1])
-    eigenvalues, q = eigenvalues[n - rank :], q[:, n - rank :]
-    keep = eigenvalues > cutoff * eigenvalues[-1]
-    safe = jnp.where(keep, eigenvalues, 1.0)
-    whitening = q * jnp.where(keep, 1 / jnp.sqrt(safe), 0.0)[None, :]
-    slopes = {0: q * jnp.where(keep, jnp.sqrt(safe), 0.0)[None, :]}
+    values, whitening, keep = whitened_modes(
+        eigenvalues[n - rank :], q[:, n - rank :], cutoff
+    )
+    slopes = {0: values}
     for p in orders:
         if p:
             slopes[p] = uniform_kernel_matrix(kernel, n, n, p) @ whitening / length**p
@@ -138,6 +139,180 @@ def _boundary_gram(values_basis):
     return total
 
 
+class _BoxBasis(NamedTuple):
+    r"""The discretisation of ``_fit_values`` for fixed kernels: the per-axis
+    ``factors``; ``bases[0]``, the per-axis $U_j$ of u at the nodes
+    ($u = (\otimes_j U_j)\beta$), and ``bases[1 + t]`` those of derivative
+    term t; the nodes as (N, d); the grid's and the coefficients' shapes."""
+
+    factors: list
+    bases: list
+    flat_points: Array
+    shape: tuple
+    basis_shape: tuple
+
+
+def _box_basis(points, kernels, terms, lengths, rank) -> _BoxBasis:
+    """Builds the discretisation: per axis the whitened factor of the
+    kernel's grid covariance, with the derivative orders the terms need."""
+    shape = points.shape[:-1]
+    ndim = len(shape)
+    cutoff = _BOX_EIGENVALUE_CUTOFF[jnp.dtype(points.dtype)]
+    factors = [
+        _factor(
+            kernels[j],
+            shape[j],
+            sorted({term[j] for term in terms}),
+            lengths[j],
+            cutoff,
+            rank[j],
+        )
+        for j in range(ndim)
+    ]
+    values_basis = [f.slopes[0] for f in factors]
+    bases = [values_basis] + [
+        [factors[j].slopes[term[j]] for j in range(ndim)] for term in terms
+    ]
+    return _BoxBasis(factors, bases, points.reshape(-1, ndim), shape, tuple(rank))
+
+
+def _linearise(equation, basis: _BoxBasis, beta):
+    """F and its partials in (u, derivatives...) at every node."""
+    args = (
+        basis.flat_points,
+        *(apply_along_axes(b, beta).reshape(-1) for b in basis.bases),
+    )
+    return linearise_pointwise(equation, args, basis.shape)
+
+
+def _jacobian(basis: _BoxBasis, partials, delta):
+    r"""$J\delta$: the change of F at the nodes for a change delta of beta."""
+    total = jnp.zeros(basis.shape, basis.flat_points.dtype)
+    for partial, factors in zip(partials, basis.bases, strict=True):
+        total = total + partial * apply_along_axes(factors, delta)
+    return total
+
+
+def _jacobian_transpose(basis: _BoxBasis, partials, r):
+    """$J^Tr$ for r on the grid, in the coefficients' shape."""
+    total = jnp.zeros(basis.basis_shape, basis.flat_points.dtype)
+    for partial, factors in zip(partials, basis.bases, strict=True):
+        total = total + apply_along_axes([b.T for b in factors], partial * r)
+    return total
+
+
+def _boundary_rows(basis: _BoxBasis, beta):
+    r"""$B\beta$: u at the boundary nodes."""
+    return _gather_boundary(apply_along_axes(basis.bases[0], beta))
+
+
+def _boundary_transpose(basis: _BoxBasis, y):
+    """$B^Ty$ for y on the boundary nodes."""
+    return apply_along_axes(
+        [b.T for b in basis.bases[0]], _scatter_boundary(y, basis.shape)
+    )
+
+
+class _BoxLeastSquares(NamedTuple):
+    r"""The Gauss-Newton problem for fixed kernels: minimise
+    $|\beta|^2 + w_F|F|^2 + w_g|B\beta - g|^2$."""
+
+    equation: Callable
+    basis: _BoxBasis
+    boundary_target: Array
+    residual_weight: Array
+    boundary_weight: Array
+
+
+def _least_squares_and_normal_factor(
+    equation, basis: _BoxBasis, boundary_values, precision
+):
+    """The objective's weights and the Cholesky factor of its normal matrix
+    with the coefficients of F frozen at their means at u = 0: the
+    preconditioner of each step, exact for linear constant-coefficient F."""
+    dtype = basis.flat_points.dtype
+    boundary_target = _gather_boundary(boundary_values)
+    _, partials0 = _linearise(equation, basis, jnp.zeros(basis.basis_shape, dtype))
+    operator_gram = _operator_gram(basis.bases, [jnp.mean(p) for p in partials0])
+    boundary_gram = _boundary_gram(basis.bases[0])
+    num_kept = jnp.maximum(
+        functools.reduce(
+            lambda a, b: a * b, [jnp.sum(f.keep, dtype=dtype) for f in basis.factors]
+        ),
+        1,
+    )
+    # mean squared column norm over the modes in use: the weights balance
+    # the three terms independently of the kernel's scale
+    residual_weight = (
+        precision
+        * num_kept
+        / jnp.maximum(jnp.trace(operator_gram), jnp.finfo(dtype).tiny)
+    )
+    boundary_weight = precision * num_kept / jnp.trace(boundary_gram)
+    normal_matrix = (
+        jnp.eye(operator_gram.shape[0], dtype=dtype)
+        + residual_weight * operator_gram
+        + boundary_weight * boundary_gram
+    )
+    problem = _BoxLeastSquares(
+        equation, basis, boundary_target, residual_weight, boundary_weight
+    )
+    return problem, jax.scipy.linalg.cho_factor(normal_matrix)
+
+
+def _objective(problem: _BoxLeastSquares, beta):
+    """The Gauss-Newton objective at beta."""
+    residual, _ = _linearise(problem.equation, problem.basis, beta)
+    misfit = _boundary_rows(problem.basis, beta) - problem.boundary_target
+    return (
+        jnp.sum(beta**2)
+        + problem.residual_weight * jnp.sum(residual**2)
+        + problem.boundary_weight * jnp.sum(misfit**2)
+    )
+
+
+def _newton_step(
+    problem: _BoxLeastSquares, objective, preconditioner, cg, beta, cg_count
+):
+    """One damped Gauss-Newton step: the normal equations at beta solved by
+    preconditioned CG, the step halved until the objective decreases.
+    Returns (new beta, scale, full step, CG matvecs so far) for
+    ``gauss_newton``."""
+    basis = problem.basis
+    residual, partials = _linearise(problem.equation, basis, beta)
+    gradient = (
+        beta
+        + problem.residual_weight * _jacobian_transpose(basis, partials, residual)
+        + problem.boundary_weight
+        * _boundary_transpose(
+            basis, _boundary_rows(basis, beta) - problem.boundary_target
+        )
+    )
+
+    def normal(v):
+        v = v.reshape(basis.basis_shape)
+        out = (
+            v
+            + problem.residual_weight
+            * _jacobian_transpose(basis, partials, _jacobian(basis, partials, v))
+            + problem.boundary_weight
+            * _boundary_transpose(basis, _boundary_rows(basis, v))
+        )
+        return out.reshape(-1)
+
+    solution = solvers.solve(
+        normal,
+        -gradient.reshape(-1),
+        cg,
+        preconditioner=preconditioner,
+        throw=False,
+    )
+    step = solution.value.reshape(basis.basis_shape)
+    scale = halving_line_search(objective, beta, step, objective(beta))
+    matvecs = solution.stats["num_matvecs"].astype(cg_count.dtype)
+    return beta + scale * step, scale, step, cg_count + matvecs
+
+
 def _fit_values(
     equation,
     points,
@@ -157,153 +332,35 @@ def _fit_values(
     normal equations preconditioned by the Cholesky factor of their
     constant-coefficient part (coefficients: the mean partials of F at
     u = 0), so that linear constant-coefficient problems take one CG step."""
-    shape = points.shape[:-1]
-    ndim = len(shape)
     dtype = points.dtype
-    cutoff = _BOX_EIGENVALUE_CUTOFF[jnp.dtype(dtype)]
-    factors = [
-        _factor(
-            kernels[j],
-            shape[j],
-            sorted({term[j] for term in terms}),
-            lengths[j],
-            cutoff,
-            rank[j],
-        )
-        for j in range(ndim)
-    ]
-    values_basis = [f.slopes[0] for f in factors]
-    bases = [values_basis] + [
-        [factors[j].slopes[term[j]] for j in range(ndim)] for term in terms
-    ]
-    basis_shape = tuple(rank)
-    flat_points = points.reshape(-1, ndim)
-    boundary_target = _gather_boundary(boundary_values)
-
-    def linearise(beta):
-        """F and its partials in (u, derivatives...) at every node."""
-        args = (flat_points, *(apply_along_axes(b, beta).reshape(-1) for b in bases))
-        residual = jax.vmap(equation)(*args).reshape(shape)
-        partials = jax.vmap(jax.grad(equation, argnums=tuple(range(1, len(args)))))(
-            *args
-        )
-        return residual, [p.reshape(shape) for p in partials]
-
-    def jacobian(partials, delta):
-        total = jnp.zeros(shape, dtype)
-        for partial, basis in zip(partials, bases, strict=True):
-            total = total + partial * apply_along_axes(basis, delta)
-        return total
-
-    def jacobian_transpose(partials, r):
-        total = jnp.zeros(basis_shape, dtype)
-        for partial, basis in zip(partials, bases, strict=True):
-            total = total + apply_along_axes([b.T for b in basis], partial * r)
-        return total
-
-    def boundary_rows(beta):
-        return _gather_boundary(apply_along_axes(values_basis, beta))
-
-    def boundary_transpose(y):
-        return apply_along_axes(
-            [b.T for b in values_basis], _scatter_boundary(y, shape)
-        )
-
-    _, partials0 = linearise(jnp.zeros(basis_shape, dtype))
-    operator_gram = _operator_gram(bases, [jnp.mean(p) for p in partials0])
-    boundary_gram = _boundary_gram(values_basis)
-    num_kept = jnp.maximum(
-        functools.reduce(
-            lambda a, b: a * b, [jnp.sum(f.keep, dtype=dtype) for f in factors]
-        ),
-        1,
+    basis = _box_basis(points, kernels, terms, lengths, rank)
+    problem, normal_factor = _least_squares_and_normal_factor(
+        equation, basis, boundary_values, precision
     )
-    # mean squared column norm over the modes in use: the weights balance
-    # the three terms independently of the kernel's scale
-    residual_weight = (
-        precision
-        * num_kept
-        / jnp.maximum(jnp.trace(operator_gram), jnp.finfo(dtype).tiny)
-    )
-    boundary_weight = precision * num_kept / jnp.trace(boundary_gram)
-    normal_matrix = (
-        jnp.eye(operator_gram.shape[0], dtype=dtype)
-        + residual_weight * operator_gram
-        + boundary_weight * boundary_gram
-    )
-    normal_factor = jax.scipy.linalg.cho_factor(normal_matrix)
 
     def preconditioner(v):
         return jax.scipy.linalg.cho_solve(normal_factor, v)
 
     def objective(beta):
-        residual, _ = linearise(beta)
-        misfit = boundary_rows(beta) - boundary_target
-        return (
-            jnp.sum(beta**2)
-            + residual_weight * jnp.sum(residual**2)
-            + boundary_weight * jnp.sum(misfit**2)
-        )
+        return _objective(problem, beta)
 
     cg = solvers.CG(rtol=_CG_RTOL[jnp.dtype(dtype)], atol=0.0, max_steps=cg_steps)
 
-    def newton_step(carry):
-        beta, _, step_count, cg_count = carry
-        residual, partials = linearise(beta)
-        gradient = (
-            beta
-            + residual_weight * jacobian_transpose(partials, residual)
-            + boundary_weight
-            * boundary_transpose(boundary_rows(beta) - boundary_target)
-        )
-
-        def normal(v):
-            v = v.reshape(basis_shape)
-            out = (
-                v
-                + residual_weight * jacobian_transpose(partials, jacobian(partials, v))
-                + boundary_weight * boundary_transpose(boundary_rows(v))
-            )
-            return out.reshape(-1)
-
-        solution = solvers.solve(
-            normal,
-            -gradient.reshape(-1),
-            cg,
-            preconditioner=preconditioner,
-            throw=False,
-        )
-        step = solution.value.reshape(basis_shape)
-        scale = halving_line_search(objective, beta, step, objective(beta))
-        new_beta = beta + scale * step
-        size = jnp.linalg.norm(scale * step) / jnp.maximum(
-            jnp.linalg.norm(new_beta), jnp.finfo(dtype).tiny
-        )
-        return (
-            new_beta,
-            size,
-            step_count + 1,
-            cg_count + solution.stats["num_matvecs"].astype(cg_count.dtype),
-        )
-
-    tolerance = 100 * jnp.finfo(dtype).eps ** 0.5
-
-    def not_converged(carry):
-        _, size, step_count, _ = carry
-        return (size > tolerance) & (step_count < newton_steps)
+    def newton_step(beta, cg_count):
+        return _newton_step(problem, objective, preconditioner, cg, beta, cg_count)
 
     count = jnp.asarray(0, jnp.int32)
-    beta, size, steps, matvecs = lax.while_loop(
-        not_converged,
-        newton_step,
-        (jnp.zeros(basis_shape, dtype), jnp.asarray(jnp.inf, dtype), count, count),
+    beta, steps, converged, matvecs = gauss_newton(
+        newton_step, jnp.zeros(basis.basis_shape, dtype), newton_steps, count, count
     )
-    values = apply_along_axes(values_basis, beta)
-    coefficients = apply_along_axes([f.whitening for f in factors], beta)
+    values = apply_along_axes(basis.bases[0], beta)
+    coefficients = apply_along_axes([f.whitening for f in basis.factors], beta)
     truncated = jnp.any(
-        jnp.stack([f.num_above_cutoff > r for f, r in zip(factors, rank, strict=True)])
+        jnp.stack(
+            [f.num_above_cutoff > r for f, r in zip(basis.factors, rank, strict=True)]
+        )
     )
-    return values, coefficients, steps, size <= tolerance, matvecs, truncated
+    return values, coefficients, steps, converged, matvecs, truncated
 
 
 class GPBoxSolution(eqx.Module):

@@ -2,6 +2,7 @@
 high-frequency and multi-scale solutions (GP-HM, with an exact inner solve)."""
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -18,10 +19,13 @@ from ._collocation import (
     alternate,
     astype,
     fit_spectrum,
+    gauss_newton,
+    linearise_pointwise,
     reported_spectrum,
     result_and_stats,
     spectral_mixture_from_magnitude,
     uniform_kernel_matrix,
+    whitened_modes,
     windowed_magnitude,
 )
 from ._gp_kernels import AbstractStationaryKernel, SpectralMixtureKernel
@@ -116,19 +120,115 @@ def _check_inputs(domain, num_points, derivatives, boundary_values):
         )
 
 
-def _basis(kernel, n, derivatives, cutoff):
-    """Whitened basis: U = B beta and u^(p) = A_p beta at the nodes of the unit
-    grid, with the prior U^T K^-1 U = |beta|^2 (eigen-decomposition of K,
-    rounding modes dropped)."""
+class _Basis(NamedTuple):
+    """The whitened basis on the grid for a fixed kernel: u = ``values`` beta
+    and u^(p) = ``slopes[i]`` beta at the nodes (p the i-th of the
+    derivative orders, in x), and the kernel coefficients ``whitening`` beta."""
+
+    values: Array
+    slopes: list
+    whitening: Array
+
+
+def _basis(kernel, n, derivatives, length, cutoff) -> _Basis:
+    """Builds the discretisation: the whitened basis of the unit grid's
+    covariance (``whitened_modes``), derivatives scaled to x."""
     covariance = uniform_kernel_matrix(kernel, n, n, 0)
     eigenvalues, eigenvectors = jnp.linalg.eigh(covariance)
-    keep = eigenvalues > cutoff * eigenvalues[-1]
-    safe = jnp.where(keep, eigenvalues, 1.0)
-    inverse_root = jnp.where(keep, 1 / jnp.sqrt(safe), 0.0)
-    whitening = eigenvectors * inverse_root[None, :]
-    values = eigenvectors * jnp.where(keep, jnp.sqrt(safe), 0.0)[None, :]
+    values, whitening, _ = whitened_modes(eigenvalues, eigenvectors, cutoff)
     slopes = [uniform_kernel_matrix(kernel, n, n, p) @ whitening for p in derivatives]
-    return values, slopes, whitening
+    slopes = [s / length**p for s, p in zip(slopes, derivatives, strict=True)]
+    return _Basis(values, slopes, whitening)
+
+
+class _LeastSquares(NamedTuple):
+    """The Gauss-Newton problem for a fixed kernel: F collocated at the
+    interior nodes x, the Dirichlet values at the ends, and the scales that
+    weigh the residual and boundary rows against the prior."""
+
+    equation: Callable
+    x: Array
+    basis: _Basis
+    ends: Array
+    boundary_values: Array
+    residual_scale: Array
+    boundary_scale: Array
+    root: Array
+
+
+def _residual_and_jacobian(equation, x, basis, beta):
+    """F at the interior nodes and its Jacobian in beta."""
+    n = x.shape[0]
+    interior = slice(1, n - 1)
+    u = basis.values @ beta
+    ds = [s @ beta for s in basis.slopes]
+    args = (x[interior], u[interior], *(d[interior] for d in ds))
+    residual, partials = linearise_pointwise(equation, args)
+    jacobian = partials[0][:, None] * basis.values[interior]
+    for partial, s in zip(partials[1:], basis.slopes, strict=True):
+        jacobian = jacobian + partial[:, None] * s[interior]
+    return residual, jacobian
+
+
+def _least_squares(
+    equation, x, boundary_values, basis, precision, zero
+) -> _LeastSquares:
+    """The problem with each block of rows scaled to unit RMS row norm (the
+    residual's at beta = ``zero``), so that ``precision`` weighs it against
+    the prior whatever the kernel's scale."""
+    ends = jnp.array([0, x.shape[0] - 1])
+    _, jacobian0 = _residual_and_jacobian(equation, x, basis, zero)
+    residual_scale = jnp.sqrt(jnp.mean(jnp.sum(jacobian0**2, axis=1)))
+    boundary_scale = jnp.sqrt(jnp.mean(jnp.sum(basis.values[ends] ** 2, axis=1)))
+    root = jnp.sqrt(jnp.asarray(precision, x.dtype))
+    return _LeastSquares(
+        equation, x, basis, ends, boundary_values, residual_scale, boundary_scale, root
+    )
+
+
+def _objective_terms(problem: _LeastSquares, beta):
+    """The rows whose sum of squares is the objective at beta (scaled
+    residual, scaled boundary misfit, beta itself), and their Jacobian."""
+    x, basis, root, ends = problem.x, problem.basis, problem.root, problem.ends
+    residual, jacobian = _residual_and_jacobian(problem.equation, x, basis, beta)
+    misfit = basis.values[ends] @ beta - problem.boundary_values
+    rows = jnp.concatenate(
+        [
+            root * residual / problem.residual_scale,
+            root * misfit / problem.boundary_scale,
+            beta,
+        ]
+    )
+    matrix = jnp.concatenate(
+        [
+            root * jacobian / problem.residual_scale,
+            root * basis.values[ends] / problem.boundary_scale,
+            jnp.eye(x.shape[0], dtype=x.dtype),
+        ]
+    )
+    return rows, matrix
+
+
+def _damped_step(objective_terms, beta):
+    """The Gauss-Newton step (QR least squares), halved until the objective
+    does not increase or the scale is at most 1e-3; returns (new beta,
+    scale, full step) for ``gauss_newton``."""
+    rows, matrix = objective_terms(beta)
+    q, r = jnp.linalg.qr(matrix)
+    step = -jax.scipy.linalg.solve_triangular(r, q.T @ rows)
+    current = jnp.sum(rows**2)
+
+    def shrink(state):
+        scale, _ = state
+        return scale / 2, jnp.sum(objective_terms(beta + scale / 2 * step)[0] ** 2)
+
+    def worse(state):
+        scale, value = state
+        return (value > current) & (scale > 1e-3)
+
+    trial = jnp.sum(objective_terms(beta + step)[0] ** 2)
+    scale, _ = lax.while_loop(worse, shrink, (jnp.asarray(1.0, beta.dtype), trial))
+    return beta + scale * step, scale, step
 
 
 def _fit_values(
@@ -139,89 +239,18 @@ def _fit_values(
     Gauss-Newton with a QR least-squares step (one step for a linear PDE)."""
     dtype = x.dtype
     cutoff = _EIGENVALUE_CUTOFF[jnp.dtype(dtype)]
-    n = x.shape[0]
-    values_basis, slopes, whitening = _basis(kernel, n, derivatives, cutoff)
-    slopes = [s / length**p for s, p in zip(slopes, derivatives, strict=True)]
-    interior = slice(1, n - 1)
-    ends = jnp.array([0, n - 1])
-
-    def pointwise(beta):
-        u = values_basis @ beta
-        ds = [s @ beta for s in slopes]
-        return u, ds
-
-    def residual_and_jacobian(beta):
-        u, ds = pointwise(beta)
-        args = (x[interior], u[interior], *(d[interior] for d in ds))
-        residual = jax.vmap(equation)(*args)
-        partials = jax.vmap(jax.grad(equation, argnums=tuple(range(1, len(args)))))(
-            *args
-        )
-        jacobian = partials[0][:, None] * values_basis[interior]
-        for partial, s in zip(partials[1:], slopes, strict=True):
-            jacobian = jacobian + partial[:, None] * s[interior]
-        return residual, jacobian
-
-    zero = jnp.zeros((n,), dtype)
-    _, jacobian0 = residual_and_jacobian(zero)
-    residual_scale = jnp.sqrt(jnp.mean(jnp.sum(jacobian0**2, axis=1)))
-    boundary_scale = jnp.sqrt(jnp.mean(jnp.sum(values_basis[ends] ** 2, axis=1)))
-    root = jnp.sqrt(jnp.asarray(precision, dtype))
+    basis = _basis(kernel, x.shape[0], derivatives, length, cutoff)
+    zero = jnp.zeros(x.shape, dtype)
+    problem = _least_squares(equation, x, boundary_values, basis, precision, zero)
 
     def objective_terms(beta):
-        residual, jacobian = residual_and_jacobian(beta)
-        misfit = values_basis[ends] @ beta - boundary_values
-        rows = jnp.concatenate(
-            [
-                root * residual / residual_scale,
-                root * misfit / boundary_scale,
-                beta,
-            ]
-        )
-        matrix = jnp.concatenate(
-            [
-                root * jacobian / residual_scale,
-                root * values_basis[ends] / boundary_scale,
-                jnp.eye(n, dtype=dtype),
-            ]
-        )
-        return rows, matrix
+        return _objective_terms(problem, beta)
 
-    def newton_step(carry):
-        beta, _, step_count = carry
-        rows, matrix = objective_terms(beta)
-        q, r = jnp.linalg.qr(matrix)
-        step = -jax.scipy.linalg.solve_triangular(r, q.T @ rows)
-        current = jnp.sum(rows**2)
+    def newton_step(beta):
+        return _damped_step(objective_terms, beta)
 
-        def shrink(state):
-            scale, _ = state
-            return scale / 2, jnp.sum(objective_terms(beta + scale / 2 * step)[0] ** 2)
-
-        def worse(state):
-            scale, value = state
-            return (value > current) & (scale > 1e-3)
-
-        trial = jnp.sum(objective_terms(beta + step)[0] ** 2)
-        scale, _ = lax.while_loop(worse, shrink, (jnp.asarray(1.0, dtype), trial))
-        new_beta = beta + scale * step
-        size = jnp.linalg.norm(scale * step) / jnp.maximum(
-            jnp.linalg.norm(new_beta), jnp.finfo(dtype).tiny
-        )
-        return new_beta, size, step_count + 1
-
-    def not_converged(carry):
-        _, size, step_count = carry
-        tolerance = 100 * jnp.finfo(dtype).eps ** 0.5
-        return (size > tolerance) & (step_count < newton)
-
-    beta, size, steps = lax.while_loop(
-        not_converged, newton_step, (zero, jnp.asarray(jnp.inf, dtype), 0)
-    )
-    converged = size <= 100 * jnp.finfo(dtype).eps ** 0.5
-    values = values_basis @ beta
-    coefficients = whitening @ beta
-    return values, coefficients, steps, converged
+    beta, steps, converged = gauss_newton(newton_step, zero, newton, 0)
+    return basis.values @ beta, basis.whitening @ beta, steps, converged
 
 
 def _source_mean_square(equation, x, num_derivatives):
