@@ -2,7 +2,7 @@
 iteration whose search directions come from a network."""
 
 import dataclasses
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -16,11 +16,11 @@ from .._solver import (
     check_tolerances,
     dot,
     iterate,
-    make_stats,
     matmul,
     norm,
     tolerance,
 )
+from ..krylov._cg import loop_result, step_result
 from ..preconditioners._preconditioner import identity
 from ._direction_network import ConjugateDirectionNetwork
 
@@ -191,99 +191,134 @@ class LearnedConjugateDirections(AbstractLinearSolver):
             )
         if self.grid_shape is None:
             self = self.bind(operator)
-        grid, cell_types = self.grid_shape, self.cell_types
         fluid = self.fluid
         mask = jnp.ones(b.shape, b.dtype) if fluid is None else fluid.reshape(-1)
-        dtype = b.dtype
         limit = tolerance(self, norm(b))
-        k = self.num_orthogonal
-
-        def propose(r):
-            scale = norm(r)
-            unit = (r / jnp.where(scale > 0, scale, 1)).reshape(grid)
-            d = self.network(unit, cell_types).reshape(-1).astype(dtype) * mask
-            cosine = dot(d, r) / (norm(d) * scale)
-            useless = ~jnp.all(jnp.isfinite(d)) | ~(jnp.abs(cosine) >= _USELESS_COSINE)
-            # a cond, not a where: a V-cycle costs several matvecs and is
-            # only needed when the network's direction is discarded
-            return jax.lax.cond(useless, preconditioner, lambda r: d, r), useless
-
-        r = b - operator.mv(x0)
-        history = jnp.full(self.max_steps, jnp.nan, dtype)
-        init = (
-            x0,
-            r,
-            jnp.zeros((k, b.shape[0]), dtype),
-            jnp.zeros((k, b.shape[0]), dtype),
-            jnp.ones(k, dtype),
-            jnp.asarray(0),
-            jnp.asarray(1),
-            jnp.asarray(0),
-            norm(r) <= limit,
-            RESULTS.successful,
-            history,
-        )
+        init = _initial_carry(self, operator, b, x0, limit)
 
         def cond(carry):
-            step, done = carry[5], carry[8]
-            return (~done) & (step < self.max_steps)
-
-        def step_along(slot, direction, x, r, kept, images, curvatures):
-            (d, image, alpha, curvature), kept_history = conjugate_step(
-                operator.mv, direction, r, (kept, images, curvatures), slot % k
-            )
-            return (x + alpha * d, r - alpha * image, *kept_history), alpha, curvature
+            return (~carry.done) & (carry.step < self.max_steps)
 
         def body(carry):
-            x, r, kept, images, curvatures, step, matvecs, fallbacks = carry[:8]
-            history = carry[10]
-            d, useless = propose(r)
-            steps_per_iteration = 1 + int(self.preconditioner_steps)
-            slot = steps_per_iteration * step
-            state, alpha, curvature = step_along(
-                slot, d, x, r, kept, images, curvatures
-            )
-            broke = ~(curvature > 0)
-            finite = jnp.isfinite(alpha)
-            if self.preconditioner_steps:
-                state, alpha, curvature = step_along(
-                    slot + 1, preconditioner(state[1]) * mask, *state
-                )
-                # zero curvature here is M r = 0 (r already 0): no breakdown
-                broke = broke | (curvature < 0)
-                finite = finite & jnp.isfinite(alpha)
-            x, r, kept, images, curvatures = state
-            r_norm = norm(r)
-            history = history.at[step].set(r_norm)
-            proposed = r_norm <= limit
-            true_r = jnp.where(proposed, b - operator.mv(x), r)
-            matvecs = matvecs + steps_per_iteration + proposed.astype(matvecs.dtype)
-            converged = proposed & (norm(true_r) <= limit)
-            finite = finite & jnp.isfinite(r_norm)
-            result = RESULTS.where(
-                ~finite,
-                RESULTS.nonfinite,
-                RESULTS.where(broke, RESULTS.breakdown, RESULTS.successful),
-            )
-            return (
-                x,
-                true_r,
-                kept,
-                images,
-                curvatures,
-                step + 1,
-                matvecs,
-                fallbacks + useless.astype(fallbacks.dtype),
-                converged | broke | ~finite,
-                result,
-                history,
-            )
+            return _iteration(carry, self, operator, b, preconditioner, mask, limit)
 
         final = iterate(cond, body, init, self.max_steps, unrolled)
-        x, r, _, _, _, steps, matvecs, fallbacks, done, result, history = final
-        result = RESULTS.where(
-            done | (norm(r) <= limit), result, RESULTS.max_steps_reached
+        result, stats = loop_result(
+            final.done,
+            final.result,
+            final.r,
+            limit,
+            final.step,
+            final.matvecs,
+            final.history,
         )
-        stats = make_stats(steps, matvecs, norm(r), history)
-        stats["num_fallbacks"] = fallbacks
-        return x, result, stats, None
+        stats["num_fallbacks"] = final.fallbacks
+        return final.x, result, stats, None
+
+
+class _Carry(NamedTuple):
+    """The loop state: iterate, residual, the ring of the last k directions
+    (see ``remember``), counters and the outcome so far."""
+
+    x: Array
+    r: Array
+    kept: Array
+    images: Array
+    curvatures: Array
+    step: Array
+    matvecs: Array
+    fallbacks: Array
+    done: Array
+    result: RESULTS
+    history: Array
+
+
+def _initial_carry(solver, operator, b, x0, limit):
+    """The state before the first step: no kept directions yet (zero rows of
+    curvature 1 are inert), done already if $r_0$ meets the tolerance."""
+    dtype = b.dtype
+    k = solver.num_orthogonal
+    r = b - operator.mv(x0)
+    history = jnp.full(solver.max_steps, jnp.nan, dtype)
+    return _Carry(
+        x=x0,
+        r=r,
+        kept=jnp.zeros((k, b.shape[0]), dtype),
+        images=jnp.zeros((k, b.shape[0]), dtype),
+        curvatures=jnp.ones(k, dtype),
+        step=jnp.asarray(0),
+        matvecs=jnp.asarray(1),
+        fallbacks=jnp.asarray(0),
+        done=norm(r) <= limit,
+        result=RESULTS.successful,
+        history=history,
+    )
+
+
+def _propose(solver, r, preconditioner, mask, dtype):
+    """The network's direction for the residual r, or M r where it is useless
+    (not finite, or |cos(d, r)| below ``_USELESS_COSINE``); and whether it
+    was."""
+    scale = norm(r)
+    unit = (r / jnp.where(scale > 0, scale, 1)).reshape(solver.grid_shape)
+    d = solver.network(unit, solver.cell_types).reshape(-1).astype(dtype) * mask
+    cosine = dot(d, r) / (norm(d) * scale)
+    useless = ~jnp.all(jnp.isfinite(d)) | ~(jnp.abs(cosine) >= _USELESS_COSINE)
+    # a cond, not a where: a V-cycle costs several matvecs and is
+    # only needed when the network's direction is discarded
+    return jax.lax.cond(useless, preconditioner, lambda r: d, r), useless
+
+
+def _step_along(operator, k, slot, direction, x, r, kept, images, curvatures):
+    """``conjugate_step`` along ``direction`` into ring slot ``slot mod k``:
+    the new (x, r, kept, images, curvatures), alpha and the curvature."""
+    (d, image, alpha, curvature), kept_history = conjugate_step(
+        operator.mv, direction, r, (kept, images, curvatures), slot % k
+    )
+    return (x + alpha * d, r - alpha * image, *kept_history), alpha, curvature
+
+
+def _iteration(carry, solver, operator, b, preconditioner, mask, limit):
+    """One iteration: a step along the network's direction (and, with
+    ``preconditioner_steps``, one along M r), the true-residual check when
+    the recursive residual proposes convergence, and the outcome."""
+    x, r, kept, images, curvatures, step, matvecs, fallbacks = carry[:8]
+    history = carry.history
+    k = solver.num_orthogonal
+    d, useless = _propose(solver, r, preconditioner, mask, b.dtype)
+    steps_per_iteration = 1 + int(solver.preconditioner_steps)
+    slot = steps_per_iteration * step
+    state, alpha, curvature = _step_along(
+        operator, k, slot, d, x, r, kept, images, curvatures
+    )
+    broke = ~(curvature > 0)
+    finite = jnp.isfinite(alpha)
+    if solver.preconditioner_steps:
+        state, alpha, curvature = _step_along(
+            operator, k, slot + 1, preconditioner(state[1]) * mask, *state
+        )
+        # zero curvature here is M r = 0 (r already 0): no breakdown
+        broke = broke | (curvature < 0)
+        finite = finite & jnp.isfinite(alpha)
+    x, r, kept, images, curvatures = state
+    r_norm = norm(r)
+    history = history.at[step].set(r_norm)
+    proposed = r_norm <= limit
+    true_r = jnp.where(proposed, b - operator.mv(x), r)
+    matvecs = matvecs + steps_per_iteration + proposed.astype(matvecs.dtype)
+    converged = proposed & (norm(true_r) <= limit)
+    finite = finite & jnp.isfinite(r_norm)
+    result = step_result(finite, broke)
+    return _Carry(
+        x=x,
+        r=true_r,
+        kept=kept,
+        images=images,
+        curvatures=curvatures,
+        step=step + 1,
+        matvecs=matvecs,
+        fallbacks=fallbacks + useless.astype(fallbacks.dtype),
+        done=converged | broke | ~finite,
+        result=result,
+        history=history,
+    )
