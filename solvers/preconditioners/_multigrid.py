@@ -1,6 +1,7 @@
 """Geometric multigrid V-cycle for operators on structured grids."""
 
 import itertools
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -234,9 +235,7 @@ class Multigrid(AbstractPreconditioner):
         grid = tuple(int(s) for s in grid)
         if len(grid) not in (2, 3):
             raise ValueError(f"Multigrid: grid must be 2-D or 3-D, got {grid}.")
-        size = 1
-        for s in grid:
-            size *= s
+        size = math.prod(grid)
         if (size, size) != tuple(operator.shape):
             raise ValueError(
                 f"Multigrid: grid {grid} has {size} nodes, the operator shape is "
@@ -244,11 +243,12 @@ class Multigrid(AbstractPreconditioner):
             )
         return grid
 
-    def build(self, operator: LinearOperator):
-        grid = self._grid_of(operator)
+    def _boundary_and_exterior(self, operator: LinearOperator, grid):
+        """Whether to interpolate for Neumann boundaries, and the exterior
+        nodes (a bool array of the grid, or None): the given ones, else the
+        operator's."""
         on_grid = isinstance(operator, AbstractGridOperator)
         boundary = self.boundary or (operator.boundary if on_grid else "dirichlet")
-        neumann = boundary == "neumann"
         exterior = self.exterior
         if exterior is None and on_grid:
             exterior = operator.exterior
@@ -260,72 +260,95 @@ class Multigrid(AbstractPreconditioner):
                     f"{grid}."
                 )
             exterior = exterior.astype(bool)
+        return boundary == "neumann", exterior
+
+    def build(self, operator: LinearOperator):
+        grid = self._grid_of(operator)
+        neumann, exterior = self._boundary_and_exterior(operator, grid)
         dtype = operator.dtype
-        levels = []
         apply = lambda u: operator.mv(u.reshape(-1)).reshape(u.shape)  # noqa: E731
-        shape = grid
-        while True:
-            size = 1
-            for s in shape:
-                size *= s
-            if size <= self.coarsest_size or min(shape) < 3:
-                break
-            if not levels:
-                diagonal, row_sum = _diagonal_and_row_sum(apply, shape, dtype)
-            else:
-                diagonal, row_sum = levels[-1][1]
-            coarse_shape = tuple(s // 2 for s in shape)
-            prolong = _prolongation(shape, neumann)
-            if exterior is not None:
-                prolong = _masked_prolongation(prolong, exterior)
-            transpose = jax.linear_transpose(prolong, jnp.zeros(coarse_shape, dtype))
-            restrict = lambda r, transpose=transpose: transpose(r)[0]  # noqa: E731
-            coarse = lambda e, apply=apply, prolong=prolong, restrict=restrict: (
-                restrict(  # noqa: E731
-                    apply(prolong(e))
-                )
-            )
-            stencil = _probe_stencil(coarse, coarse_shape, dtype)
-            centre = _colour_count(shape) // 2
-            if exterior is not None:
-                # a coarse node whose support lies wholly behind walls has an
-                # empty row: give it an identity row, and keep it exterior
-                exterior = stencil[centre] == 0
-                stencil = stencil.at[centre].add(exterior.astype(dtype))
-            coarse_summary = (stencil[centre], jnp.sum(jnp.abs(stencil), axis=0))
-            levels.append(
-                (
-                    _Level(
-                        apply=apply,
-                        inverse_diagonal=1.0 / diagonal,
-                        upper=jnp.max(row_sum / diagonal),
-                        prolong=prolong,
-                        restrict=restrict,
-                    ),
-                    coarse_summary,
-                )
-            )
-            apply = lambda u, stencil=stencil: _apply_stencil(stencil, u)  # noqa: E731
-            shape = coarse_shape
-        size = 1
-        for s in shape:
-            size *= s
-        columns = jax.vmap(lambda e: apply(e.reshape(shape)).reshape(-1))(
-            jnp.eye(size, dtype=dtype)
+        hierarchy, apply, shape = _hierarchy(
+            apply, grid, neumann, exterior, self.coarsest_size, dtype
         )
-        coarsest_inverse = jnp.linalg.pinv(columns.T)
-        hierarchy = [level for level, _ in levels]
-        degree, lower_fraction = self.degree, self.lower_fraction
-
-        def cycle(depth, b):
-            if depth == len(hierarchy):
-                return jnp.matmul(
-                    coarsest_inverse, b.reshape(-1), precision=lax.Precision.HIGHEST
-                ).reshape(b.shape)
-            level = hierarchy[depth]
-            x = _chebyshev(level, b, None, degree, lower_fraction)
-            residual = b - level.apply(x)
-            x = x + level.prolong(cycle(depth + 1, level.restrict(residual)))
-            return _chebyshev(level, b, x, degree, lower_fraction)
-
+        coarsest_inverse = _coarsest_inverse(apply, shape, dtype)
+        cycle = _v_cycle(hierarchy, coarsest_inverse, self.degree, self.lower_fraction)
         return lambda v: cycle(0, v.reshape(grid)).reshape(-1)
+
+
+def _hierarchy(apply, grid, neumann, exterior, coarsest_size, dtype):
+    """The levels from the finest grid down, coarsening while a grid has more
+    than ``coarsest_size`` nodes and at least 3 per dimension; returns them
+    with the coarsest grid's operator and shape."""
+    levels = []
+    shape = grid
+    summary = None
+    while math.prod(shape) > coarsest_size and min(shape) >= 3:
+        if summary is None:
+            # only the finest operator is probed for its diagonal; each
+            # coarse one has it in its stencil
+            summary = _diagonal_and_row_sum(apply, shape, dtype)
+        level, shape, apply, summary, exterior = _coarsen(
+            apply, shape, *summary, neumann, exterior, dtype
+        )
+        levels.append(level)
+    return levels, apply, shape
+
+
+def _coarsen(apply, shape, diagonal, row_sum, neumann, exterior, dtype):
+    """One level: the smoother's data on this grid (from its diagonal and
+    absolute row sums), the transfers to the grid coarser by two and the
+    Galerkin operator there, read off as a stencil. Returns the level and
+    the coarse grid's shape, operator, (diagonal, row sums) and exterior."""
+    coarse_shape = tuple(s // 2 for s in shape)
+    prolong = _prolongation(shape, neumann)
+    if exterior is not None:
+        prolong = _masked_prolongation(prolong, exterior)
+    transpose = jax.linear_transpose(prolong, jnp.zeros(coarse_shape, dtype))
+    restrict = lambda r: transpose(r)[0]  # noqa: E731
+    stencil = _probe_stencil(lambda e: restrict(apply(prolong(e))), coarse_shape, dtype)
+    centre = _colour_count(shape) // 2
+    if exterior is not None:
+        # a coarse node whose support lies wholly behind walls has an
+        # empty row: give it an identity row, and keep it exterior
+        exterior = stencil[centre] == 0
+        stencil = stencil.at[centre].add(exterior.astype(dtype))
+    coarse_summary = (stencil[centre], jnp.sum(jnp.abs(stencil), axis=0))
+    level = _Level(
+        apply=apply,
+        inverse_diagonal=1.0 / diagonal,
+        upper=jnp.max(row_sum / diagonal),
+        prolong=prolong,
+        restrict=restrict,
+    )
+    coarse = lambda u: _apply_stencil(stencil, u)  # noqa: E731
+    return level, coarse_shape, coarse, coarse_summary, exterior
+
+
+def _coarsest_inverse(apply, shape, dtype):
+    """The pseudo-inverse of the coarsest operator, formed densely from its
+    columns (a pseudo-inverse, so that the singular pure-Neumann operator
+    is handled too)."""
+    columns = jax.vmap(lambda e: apply(e.reshape(shape)).reshape(-1))(
+        jnp.eye(math.prod(shape), dtype=dtype)
+    )
+    return jnp.linalg.pinv(columns.T)
+
+
+def _v_cycle(hierarchy, coarsest_inverse, degree, lower_fraction):
+    """The V-cycle ``cycle(depth, b)`` on the grid of level ``depth``:
+    pre-smoothing, coarse correction, post-smoothing with the same
+    polynomial (so the cycle is SPD for SPD A); the coarsest grid solved
+    densely."""
+
+    def cycle(depth, b):
+        if depth == len(hierarchy):
+            return jnp.matmul(
+                coarsest_inverse, b.reshape(-1), precision=lax.Precision.HIGHEST
+            ).reshape(b.shape)
+        level = hierarchy[depth]
+        x = _chebyshev(level, b, None, degree, lower_fraction)
+        residual = b - level.apply(x)
+        x = x + level.prolong(cycle(depth + 1, level.restrict(residual)))
+        return _chebyshev(level, b, x, degree, lower_fraction)
+
+    return cycle
