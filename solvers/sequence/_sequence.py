@@ -98,12 +98,34 @@ def solve_sequence(
         fail are reported in ``result``; nothing is raised.
     """
     count = rhs.shape[0]
+    _check_inputs(parameters, count, chunks, devices)
+    sequence = _solve_order(order, parameters, count)
+    if state is None:
+        first = build_operator(jax.tree_util.tree_map(lambda leaf: leaf[0], parameters))
+        state = solver.init_state(as_operator(first, rhs[0]), rhs[0])
+    run_chain = _chain_solver(build_operator, solver, warm_start, preconditioner)
+    length = -(-count // chunks)
+    chain_parameters, chain_rhs = _cut_into_chains(
+        sequence, parameters, rhs, chunks, length
+    )
+    run = _run_chains(run_chain, chunks, devices)
+    outputs, states = run(chain_parameters, chain_rhs, state)
+    return _in_callers_order(outputs, states, sequence, count, chunks, length)
+
+
+def _check_inputs(parameters, count, chunks, devices):
+    """Every parameter leaf has one entry per system; ``chunks`` fits N and
+    the devices."""
     leaves = jax.tree_util.tree_leaves(parameters)
     if any(leaf.shape[:1] != (count,) for leaf in leaves):
         raise ValueError(
             f"every leaf of parameters needs leading axis N = {count} (rhs.shape[0])."
         )
     _check_chunks(chunks, devices, count)
+
+
+def _solve_order(order, parameters, count):
+    """The order in which the systems are solved, as int32 indices."""
     if order == "greedy":
         sequence = greedy_order(flat_features(parameters))
     elif order == "fft-pca":
@@ -114,10 +136,13 @@ def solve_sequence(
         raise ValueError(
             f"order must be 'greedy', 'fft-pca' or 'given', got {order!r}."
         )
-    sequence = sequence.astype(jnp.int32)
-    if state is None:
-        first = build_operator(jax.tree_util.tree_map(lambda leaf: leaf[0], parameters))
-        state = solver.init_state(as_operator(first, rhs[0]), rhs[0])
+    return sequence.astype(jnp.int32)
+
+
+def _chain_solver(build_operator, solver, warm_start, preconditioner):
+    """``run_chain(parameters, rhs, state) -> ((values, results, stats),
+    state)``: one scan over a chain of systems, the solver state (and with
+    ``warm_start`` the solution) carried from each system to the next."""
 
     def step(carry, system):
         state, previous = carry
@@ -143,15 +168,25 @@ def solve_sequence(
         )
         return outputs, state
 
+    return run_chain
+
+
+def _cut_into_chains(sequence, parameters, rhs, chunks, length):
+    """The parameters and right-hand sides in solve order, cut into
+    ``chunks`` chains of ``length`` (leading axes (chunks, length))."""
+    count = sequence.shape[0]
     # Pad the sorted sequence to a multiple of ``chunks`` by repeating its
     # last system; the repeats are solved and discarded.
-    length = -(-count // chunks)
     padded = jnp.concatenate(
         [sequence, jnp.full(length * chunks - count, sequence[-1], sequence.dtype)]
     )
     pieces = lambda leaf: leaf[padded].reshape((chunks, length) + leaf.shape[1:])  # noqa: E731
-    chain_parameters = jax.tree_util.tree_map(pieces, parameters)
-    chain_rhs = pieces(rhs)
+    return jax.tree_util.tree_map(pieces, parameters), pieces(rhs)
+
+
+def _run_chains(run_chain, chunks, devices):
+    """``run_chain`` over the chains' leading axis: side by side (vmap), and
+    spread over ``devices`` (shard_map) when given."""
     if chunks == 1:
         # No vmap here: under vmap a solver's lax.cond becomes a select that
         # runs both branches, twice the work.
@@ -175,7 +210,13 @@ def solve_sequence(
             # pieces never communicate, so there is no replication to check
             check_vma=False,
         )
-    outputs, states = run(chain_parameters, chain_rhs, state)
+    return run
+
+
+def _in_callers_order(outputs, states, sequence, count, chunks, length):
+    """The ``SequenceSolution``: the chains' outputs joined, the padding
+    dropped, and every field put back in the caller's order; the state at
+    the end of the last chain."""
     flat = lambda leaf: leaf.reshape((chunks * length,) + leaf.shape[2:])[:count]  # noqa: E731
     values, results, stats = jax.tree_util.tree_map(flat, outputs)
     state = jax.tree_util.tree_map(lambda leaf: leaf[-1], states)
