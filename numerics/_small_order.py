@@ -167,11 +167,38 @@ def temme_k(v, x, *, scaled: bool, unroll: bool = True):
     params = kernel_parameters(x.dtype)
     n = jnp.round(v)
     mu = v - n
-    mu2 = mu * mu
     small = x <= params.temme_max_x
+    # Each region's kernel runs on a clamped copy of x so that neither leaks
+    # inf or NaN into the other's lanes (or their gradients).
+    log_k_mu_small, q_small = _temme_series(mu, jnp.where(small, x, 1.0), params)
+    xl = jnp.where(small, 1.0, x)
+    log_kve_mu_large, q_large = _trapezoid_k(mu, xl, params, unroll)
+    q = jnp.where(small, q_small, q_large)
+    product, q, log_scale_steps = _recur_up(n, mu, x, q, params, unroll)
 
-    # Temme's series, x <= 2.
-    xs = jnp.where(small, x, 1.0)
+    log_k_small = log_k_mu_small + jnp.log(product) + log_scale_steps
+    if scaled:
+        log_k_small = log_k_small + x
+        log_k_large = log_kve_mu_large + jnp.log(product) + log_scale_steps
+    else:
+        # Below x ~ 30 K_v itself is representable: forming it in linear form
+        # before the single log keeps the absolute error near log K = 0 small.
+        linear = jnp.exp(log_kve_mu_large - xl) * product
+        log_k_large = jnp.where(
+            xl < params.linear_k_max_x,
+            jnp.log(linear) + log_scale_steps,
+            log_kve_mu_large - xl + jnp.log(product) + log_scale_steps,
+        )
+    log_k = jnp.where(small, log_k_small, log_k_large)
+    ratio = q / x
+    log_ratio = jnp.where(jnp.isfinite(ratio), jnp.log(ratio), jnp.log(q) - jnp.log(x))
+    return log_k, log_ratio, ratio
+
+
+def _temme_series(mu, xs, params):
+    """(log K_mu(x), x K_{mu+1}(x) / K_mu(x)) for |mu| <= 1/2 by Temme's
+    series, x <= temme_max_x."""
+    mu2 = mu * mu
     gam1, gam2, reciprocal_minus_one = _reciprocal_gamma_parts(mu, params)
     one_over_gamma_plus = 1.0 + reciprocal_minus_one  # 1/Gamma(1 + mu)
     one_over_gamma_minus = gam2 + mu * gam1  # 1/Gamma(1 - mu)
@@ -202,16 +229,18 @@ def temme_k(v, x, *, scaled: bool, unroll: bool = True):
         qk = qk / (i + mu)
         total = total + ck * ff
         total1 = total1 + ck * (pk - i * ff)
-    log_k_mu_small = jnp.log(total)
-    # x K_{mu+1} / K_mu
-    q_small = 2.0 * total1 / total
+    return jnp.log(total), 2.0 * total1 / total
 
-    # Trapezoidal rule on K_nu(x) e^x = int_0^inf exp(-x (cosh t - 1)) cosh(nu t) dt,
-    # x > temme_max_x. The integrand is entire and decays doubly
-    # exponentially, so the rule converges geometrically in 1/h; the step
-    # shrinks like 1/sqrt(x) to resolve the peak of width ~ 1/sqrt(x). All
-    # terms are positive: no cancellation.
-    xl = jnp.where(small, 1.0, x)
+
+def _trapezoid_k(mu, xl, params, unroll):
+    """(log(K_mu(x) e^x), x K_{mu+1}(x) / K_mu(x)) for |mu| <= 1/2 by the
+    trapezoidal rule, x > temme_max_x.
+
+    K_nu(x) e^x = int_0^inf exp(-x (cosh t - 1)) cosh(nu t) dt. The integrand
+    is entire and decays doubly exponentially, so the rule converges
+    geometrically in 1/h; the step shrinks like 1/sqrt(x) to resolve the
+    peak of width ~ 1/sqrt(x). All terms are positive: no cancellation.
+    """
     step = jnp.minimum(params.trapezoid_step, params.trapezoid_width / jnp.sqrt(xl))
     growth_mu = jnp.exp(mu * step)
     # sinh and cosh of half the node advance by the addition theorems, so each
@@ -251,13 +280,17 @@ def temme_k(v, x, *, scaled: bool, unroll: bool = True):
         (jnp.ones_like(xl), zero, jnp.ones_like(xl), half, half),
         unroll_on_accelerators=unroll,
     )
-    log_kve_mu_large = jnp.log(step * total0)
-    q_large = xl * (total1 / total0)
+    return jnp.log(step * total0), xl * (total1 / total0)
 
-    q = jnp.where(small, q_small, q_large)
-    # Forward recurrence on q_nu = x K_{nu+1} / K_nu:
-    # q_{nu+1} = x^2 / q_nu + 2 (nu + 1). The product of K_{nu+1}/K_nu is
-    # kept in linear form (scaled by max(x, 1) so it stays in range).
+
+def _recur_up(n, mu, x, q, params, unroll):
+    """From q_mu = x K_{mu+1} / K_mu up to q_v, v = n + mu, by the forward
+    recurrence q_{nu+1} = x^2 / q_nu + 2 (nu + 1) (stable for K).
+
+    Returns (prod K_{nu+1}/K_nu over the n steps, each divided by
+    max(x, 1); q_v; n log(max(x, 1) / x)): the product is kept in linear
+    form, the scale keeping it in range, and the scale's log added back.
+    """
     scale = jnp.maximum(x, 1.0)
 
     def step_up(j, state):
@@ -274,22 +307,4 @@ def temme_k(v, x, *, scaled: bool, unroll: bool = True):
         (jnp.ones_like(x), q),
         unroll_on_accelerators=unroll,
     )
-    log_scale_steps = n * (jnp.log(scale) - jnp.log(x))
-
-    log_k_small = log_k_mu_small + jnp.log(product) + log_scale_steps
-    if scaled:
-        log_k_small = log_k_small + x
-        log_k_large = log_kve_mu_large + jnp.log(product) + log_scale_steps
-    else:
-        # Below x ~ 30 K_v itself is representable: forming it in linear form
-        # before the single log keeps the absolute error near log K = 0 small.
-        linear = jnp.exp(log_kve_mu_large - xl) * product
-        log_k_large = jnp.where(
-            xl < params.linear_k_max_x,
-            jnp.log(linear) + log_scale_steps,
-            log_kve_mu_large - xl + jnp.log(product) + log_scale_steps,
-        )
-    log_k = jnp.where(small, log_k_small, log_k_large)
-    ratio = q / x
-    log_ratio = jnp.where(jnp.isfinite(ratio), jnp.log(ratio), jnp.log(q) - jnp.log(x))
-    return log_k, log_ratio, ratio
+    return product, q, n * (jnp.log(scale) - jnp.log(x))
