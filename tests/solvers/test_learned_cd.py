@@ -405,7 +405,10 @@ def test_bad_input():
             )
 
 
-class _NegatedPressure(solvers.LinearOperator):
+class _NegatedPressure(solvers.AbstractGridOperator):
+    """-A on A's grid: negative definite, a grid operator from outside the
+    library (the protocol the learned solver reads)."""
+
     inner: pde.PressureOperator
 
     def mv(self, vector):
@@ -414,6 +417,22 @@ class _NegatedPressure(solvers.LinearOperator):
     @property
     def grid_shape(self):
         return self.inner.grid_shape
+
+    @property
+    def boundary(self):
+        return self.inner.boundary
+
+    @property
+    def exterior(self):
+        return self.inner.exterior
+
+    @property
+    def cell_types(self):
+        return self.inner.cell_types
+
+    @property
+    def fluid(self):
+        return self.inner.fluid
 
     @property
     def shape(self):
@@ -438,3 +457,13 @@ def test_not_spd_reports_breakdown():
         throw=False,
     )
     assert solution.result == solvers.RESULTS.breakdown
+
+
+def test_an_operator_without_a_grid_is_refused():
+    operator, b = pressure_problem((8, 8))
+    plain = solvers.FunctionOperator(operator.mv, b.shape[0], b.dtype)
+    solver = solvers.LearnedConjugateDirections(
+        solvers.pretrained_network(2), rtol=1e-6, atol=0.0, max_steps=5
+    )
+    with pytest.raises(TypeError, match="AbstractGridOperator"):
+        solvers.solve(plain, b, solver)
