@@ -92,7 +92,7 @@ def _mean_resultant_length(d: Array, kappa: Array) -> Array:
 class VonMisesFisher(eqx.Module):
     r"""von Mises-Fisher distribution $p(x) = C_d(\kappa)\exp(\kappa\mu^T x)$ on $S^{d-1}$.
 
-    Stable in any dimension: the normaliser and the mean resultant length go
+    Stable in any dimension: the normalizer and the mean resultant length go
     through ``log_iv``/``log_iv_ratio``, and ``sample`` uses Wood's rejection
     sampler written so that $1 - w$ never cancels when $\kappa \gg d$.
 
