@@ -54,5 +54,5 @@ def gaussian_random_field(
         size *= s
     xi = jax.random.normal(key, shape, dtype)
     # orthonormal inverse DCT-II: coefficient k multiplies an orthonormal
-    # cosine; sqrt(size) turns grid-orthonormal into L2(0,1)^d-normalised.
+    # cosine; sqrt(size) turns grid-orthonormal into L2(0,1)^d-normalized.
     return jfft.idctn(jnp.sqrt(float(size)) * spectrum * xi, type=2, norm="ortho")

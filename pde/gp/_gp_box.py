@@ -435,7 +435,7 @@ def _initial_spectral_mixtures(source, boundary_values, num_components):
     """The default starting kernels of ``gp_solve_box``: per axis, the
     spectral mixture (``spectral_mixture_from_magnitude``) of the magnitude
     spectrum of the source along that axis (averaged over the others) plus that of the
-    boundary data on the faces parallel to it, each normalised to its peak:
+    boundary data on the faces parallel to it, each normalized to its peak:
     the boundary carries the frequencies when the source does not (pure
     transport, homogeneous equations)."""
     kernels = []
@@ -454,7 +454,7 @@ def _initial_spectral_mixtures(source, boundary_values, num_components):
         total = 0.0
         for samples in (along, edges):
             # a full-amplitude sinusoid has a Hann-windowed peak of about
-            # n/4 times its amplitude; normalising by the data's own peak
+            # n/4 times its amplitude; normalizing by the data's own peak
             # instead would blow rounding noise on a zero edge up to 1
             reference = jnp.max(jnp.abs(samples)) * samples.shape[-1] / 4
             magnitude = jnp.mean(windowed_magnitude(samples), axis=0)

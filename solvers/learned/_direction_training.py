@@ -34,7 +34,7 @@ def _grid_attribute(operator, name):
 def _ritz_pairs(operator, num_steps: int, key):
     r"""Ritz values (ascending) and unit Ritz vectors (columns, n x m) of a
     symmetric operator from ``num_steps`` Lanczos steps with full
-    reorthogonalisation, started from a random vector restricted to the
+    reorthogonalization, started from a random vector restricted to the
     operator's ``fluid`` cells when it has them. The low end converges to
     the smallest eigenpairs first: the modes conjugate gradients resolves
     last."""
@@ -228,7 +228,7 @@ def train_direction_network(
     energy loss, right-hand sides for the one-step loss): nothing is
     stored, unlike the paper's 21 GB set at 64^3.
 
-    With ``directory`` the network, optimiser state, step and key are saved
+    With ``directory`` the network, optimizer state, step and key are saved
     atomically every ``checkpoint_every`` steps and at the end, and a run
     finds the newest checkpoint there and continues from it, so an
     interrupted run loses at most ``checkpoint_every`` steps.
@@ -244,9 +244,9 @@ def train_direction_network(
         and ``"seconds"`` (wall-clock time of this call).
     """
     start_time = time.perf_counter()
-    optimiser = optax.adam(learning_rate)
+    optimizer = optax.adam(learning_rate)
     parameters, static = eqx.partition(network, eqx.is_inexact_array)
-    opt_state = optimiser.init(parameters)
+    opt_state = optimizer.init(parameters)
     first = 0
     if directory is not None:
         like = (parameters, opt_state, jax.random.key_data(key))
@@ -285,7 +285,7 @@ def train_direction_network(
         # optax mixes Python floats with int32 step counts, which a user's
         # strict dtype promotion would reject
         with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimiser.update(gradient, opt_state, parameters)
+            updates, opt_state = optimizer.update(gradient, opt_state, parameters)
         return optax.apply_updates(parameters, updates), opt_state, loss
 
     @eqx.filter_jit

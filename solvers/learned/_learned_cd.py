@@ -40,7 +40,7 @@ def a_orthogonalise(direction, kept, images, curvatures):
 def remember(slot, direction, image, curvature, kept, images, curvatures):
     """The last k directions, their images and curvatures, as a ring: the
     newest overwrites the oldest, at ``slot`` = (steps so far) mod k. The
-    order of the rows does not matter to the orthogonalisation, and writing
+    order of the rows does not matter to the orthogonalization, and writing
     one row in place saves copying 2k vectors every step."""
     return (
         kept.at[slot].set(direction),
@@ -73,7 +73,7 @@ class LearnedConjugateDirections(AbstractLinearSolver):
     conjugate-direction solver for symmetric positive definite systems on
     2-D and 3-D grids.
 
-    Step j: the network maps the normalised residual $r_j/\|r_j\|$ (on the
+    Step j: the network maps the normalized residual $r_j/\|r_j\|$ (on the
     operator's grid, with its cell types if the network reads them) to a
     direction $d_j$; $d_j$ is A-orthogonalised against the last
     ``num_orthogonal`` directions,

@@ -1,4 +1,4 @@
-"""Preconditioners: Jacobi, and the normalisation of what ``solve`` accepts."""
+"""Preconditioners: Jacobi, and the normalization of what ``solve`` accepts."""
 
 import abc
 
