@@ -14,9 +14,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # fusion included, still run; no fast-math either way, so results agree to
 # rounding) compilation takes 15-50% less CPU time (measured on the CPU
 # backend: 27% for log_iv, 48% for a multigrid-preconditioned CG solve) and
-# the solves run at most ~20% slower. JAX_DISABLE_MOST_OPTIMIZATIONS=0 runs
-# the suite fully optimised, as users run the library.
-if os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS", "1") != "0":
+# the solves run at most ~20% slower. It is opt-in
+# (JAX_DISABLE_MOST_OPTIMIZATIONS=1), not the default: in one 2-worker run of
+# the whole suite an XLA compilation under it segfaulted
+# (test_chunked_sequence_solves_every_system[fft-pca], which passes alone), and
+# the default suite runs the library compiled as users compile it.
+if os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS", "0") == "1":
     jax.config.update("jax_disable_most_optimizations", True)
 
 

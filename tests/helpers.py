@@ -89,9 +89,8 @@ def run_with_eight_host_devices(script: str) -> str:
     environment = dict(os.environ)
     environment["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     environment["JAX_PLATFORMS"] = "cpu"
-    # as tests/conftest.py does in this process: compile without LLVM's
-    # backend optimisations unless the run asks for them
-    environment.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    # the subprocess follows tests/conftest.py's opt-in
+    # (JAX_DISABLE_MOST_OPTIMIZATIONS=1), inherited through os.environ
     environment["PYTHONPATH"] = (
         str(root) + os.pathsep + environment.get("PYTHONPATH", "")
     )
