@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float, PRNGKeyArray
 from tqdm.auto import tqdm
 
-from .._checkpoint import load_checkpoint, save_checkpoint
+from .._checkpoint import changed_settings, load_checkpoint, save_checkpoint
 from .._results import RESULTS
 from .._training import Training
 from ._checks import check_real_float
@@ -172,11 +172,7 @@ def _resume(checkpoint_dir, state, settings):
     restored, pointer = load_checkpoint(checkpoint_dir, state)
     if pointer is None:
         return state, 0
-    different = {
-        name: (pointer.get(name), value)
-        for name, value in settings.items()
-        if pointer.get(name) != value
-    }
+    different = changed_settings(pointer, settings)
     if different:
         raise ValueError(
             f"fit: {checkpoint_dir} holds a checkpoint made with other "

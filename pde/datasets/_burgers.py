@@ -11,7 +11,7 @@ from jax import lax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..._results import RESULTS
-from ._sharding import over_devices, sample_indices
+from ._sharding import batch_devices, float_dtype, over_devices, sample_indices
 
 
 class BurgersSample(eqx.Module):
@@ -79,7 +79,7 @@ def burgers_initial_condition(
     left out (its variance would be $\sigma^2\tau^{-2\gamma} = 1$), so every
     initial condition has zero mean, which Burgers' equation conserves.
     """
-    dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
+    dtype = float_dtype("burgers_initial_condition", dtype)
     modes = resolution // 2
     k = np.arange(modes + 1, dtype=np.float64)
     amplitude = sigma * ((2 * np.pi * k) ** 2 + tau**2) ** (-gamma / 2) * np.sqrt(2.0)
@@ -210,17 +210,12 @@ def burgers_samples(
         raises if a solution is not finite (a time step too long for the
         data).
     """
-    if num_samples < 1:
-        raise ValueError(
-            f"burgers_samples: num_samples must be >= 1, got {num_samples}."
-        )
+    devices = batch_devices("burgers_samples", num_samples, batch_size, devices)
+    dtype = float_dtype("burgers_samples", dtype)
     if resolution < 8 or resolution % 2:
         raise ValueError(
             f"burgers_samples: resolution must be even and >= 8, got {resolution}."
         )
-    if batch_size < 1:
-        raise ValueError(f"burgers_samples: batch_size must be >= 1, got {batch_size}.")
-    devices = tuple(jax.local_devices() if devices is None else devices)
     batch_size = min(batch_size, -(-num_samples // len(devices)))
     indices = sample_indices(num_samples, first_index, devices, batch_size)
     initial, final = _generate(

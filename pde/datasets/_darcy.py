@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ..._results import RESULTS
 from ...solvers import CG, DiffusionOperator, Multigrid, solve
 from .._random_field import gaussian_random_field
-from ._sharding import over_devices, sample_indices
+from ._sharding import batch_devices, float_dtype, over_devices, sample_indices
 
 # The default relative residual of the multigrid-PCG solve comes from the
 # dtype and the grid: the true residual of a solve in precision eps stalls
@@ -38,9 +38,7 @@ def _default_rtol(resolution: int, dtype) -> float:
 
 
 def _dtype_and_rtol(resolution, dtype, rtol):
-    dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
-    if dtype not in (jnp.dtype("float32"), jnp.dtype("float64")):
-        raise TypeError(f"darcy_sample: dtype must be float32 or float64, got {dtype}.")
+    dtype = float_dtype("darcy_sample", dtype)
     if rtol is None:
         return dtype, _default_rtol(resolution, dtype)
     if isinstance(rtol, bool) or not float(rtol) > 0:
@@ -203,13 +201,9 @@ def darcy_samples(
         ``throw`` (default) raises if a solve did not converge (the
         ``RESULTS`` message says why).
     """
-    if num_samples < 1:
-        raise ValueError(f"darcy_samples: num_samples must be >= 1, got {num_samples}.")
+    devices = batch_devices("darcy_samples", num_samples, batch_size, devices)
     if resolution < 5:
         raise ValueError(f"darcy_samples: resolution must be >= 5, got {resolution}.")
-    devices = tuple(jax.local_devices() if devices is None else devices)
-    if batch_size < 1:
-        raise ValueError(f"darcy_samples: batch_size must be >= 1, got {batch_size}.")
     dtype, rtol = _dtype_and_rtol(resolution, dtype, rtol)
     indices = sample_indices(num_samples, first_index, devices, batch_size)
     samples = _generate(

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..._checkpoint import replace_atomically
+from ..._checkpoint import changed_settings, replace_atomically, write_json
 from ._burgers import burgers_samples, periodic_subsample
 from ._darcy import darcy_samples, subsample
 
@@ -108,11 +108,7 @@ def write_dataset(
     shards = {}
     if manifest_path.exists():
         existing = json.loads(manifest_path.read_text())
-        different = {
-            key: (existing.get(key), value)
-            for key, value in settings.items()
-            if existing.get(key) != value
-        }
+        different = changed_settings(existing, settings)
         if different:
             raise ValueError(
                 f"{directory} holds a dataset made with other settings "
@@ -121,8 +117,7 @@ def write_dataset(
         shards = existing.get("shards", {})
 
     def save_manifest():
-        text = json.dumps({**settings, "shards": shards}, indent=1).encode()
-        replace_atomically(manifest_path, lambda file: file.write(text))
+        write_json(manifest_path, {**settings, "shards": shards})
 
     save_manifest()
     key = jax.random.key(seed)

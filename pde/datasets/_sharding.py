@@ -1,8 +1,27 @@
-"""Splitting a batch of sample indices over devices, shared by the
-generators."""
+"""Splitting a batch of sample indices over devices, and checking the
+arguments that every generator shares."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+
+def float_dtype(caller: str, dtype) -> jnp.dtype:
+    """``dtype`` (JAX's default float when None), which must be float32 or
+    float64: the generators' solvers and integrators are written for these."""
+    dtype = jnp.dtype(dtype or jnp.zeros(0).dtype)
+    if dtype not in (jnp.dtype("float32"), jnp.dtype("float64")):
+        raise TypeError(f"{caller}: dtype must be float32 or float64, got {dtype}.")
+    return dtype
+
+
+def batch_devices(caller: str, num_samples, batch_size, devices) -> tuple:
+    """The devices to split samples over (default: all local devices), after
+    checking the counts every generator takes."""
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{caller}: {name} must be an int >= 1, got {value!r}.")
+    return tuple(jax.local_devices() if devices is None else devices)
 
 
 def sample_indices(num_samples, first_index, devices, batch_size):

@@ -31,6 +31,23 @@ def replace_atomically(path: Path, write) -> None:
         raise
 
 
+def write_json(path: Path, document: dict) -> None:
+    """Write ``document`` as indented JSON to ``path``, atomically."""
+    text = json.dumps(document, indent=1).encode()
+    replace_atomically(path, lambda file: file.write(text))
+
+
+def changed_settings(saved: dict, requested: dict) -> dict:
+    """``{name: (saved value, requested value)}`` for every setting of
+    ``requested`` that ``saved`` (a manifest or checkpoint pointer) records
+    otherwise; empty when a resumed run may go on from ``saved``."""
+    return {
+        name: (saved.get(name), value)
+        for name, value in requested.items()
+        if saved.get(name) != value
+    }
+
+
 def save_checkpoint(directory, state, *, epoch: int, metadata: dict) -> Path:
     """Write ``state`` (a PyTree of arrays and static data) as
     ``epoch_<epoch>.eqx``, then point ``checkpoint.json`` at it (with its
@@ -43,8 +60,7 @@ def save_checkpoint(directory, state, *, epoch: int, metadata: dict) -> Path:
     replace_atomically(path, lambda file: eqx.tree_serialise_leaves(file, state))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     pointer = {"file": name, "sha256": digest, "epoch": epoch, **metadata}
-    text = json.dumps(pointer, indent=1).encode()
-    replace_atomically(directory / POINTER, lambda file: file.write(text))
+    write_json(directory / POINTER, pointer)
     for old in directory.glob("epoch_*.eqx"):
         if old.name != name:
             old.unlink(missing_ok=True)
