@@ -307,7 +307,10 @@ def load_network(path) -> ConjugateDirectionNetwork:
         )
     with path.open("rb") as file:
         hyperparameters = json.loads(file.readline())
-        like = ConjugateDirectionNetwork(
+        # shapes only: initializing weights that are overwritten at once
+        # compiled and ran a random op per layer shape (seconds per load)
+        like = eqx.filter_eval_shape(
+            ConjugateDirectionNetwork,
             hyperparameters["ndim"],
             channels=hyperparameters["channels"],
             cell_types=hyperparameters["cell_types"],

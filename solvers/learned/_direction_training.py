@@ -3,6 +3,7 @@ computed on the device (as solutions for the energy loss, right-hand sides
 for the paper's one-step loss), the losses, and a resumable loop with atomic
 checkpoints and a progress bar."""
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,8 @@ def _ritz_pairs(operator, num_steps: int, key):
     return values, matmul(basis.T, vectors)
 
 
+# jitted: it runs every training step, and eagerly it is a dozen dispatches
+@functools.partial(jax.jit, static_argnums=(1, 3))
 def _ritz_right_hand_sides(ritz_vectors, num: int, key, low_weight: float = 9.0):
     """``num`` unit right-hand sides $b = Yc$, c Gaussian with the weights of
     the lower half of the spectrum ``low_weight`` times those of the upper
@@ -192,6 +195,60 @@ def energy_loss(
     return jnp.mean(jax.vmap(single)(solutions))
 
 
+# Module level, not closures of train_direction_network: a second call (a
+# resumed run, a schedule of runs in one process) with the same network
+# structure, problem sampler and settings reuses the compiled programs
+# instead of compiling them again.
+@eqx.filter_jit
+def _train_step(
+    parameters,
+    opt_state,
+    operator,
+    b,
+    *,
+    static,
+    learning_rate,
+    loss_steps,
+    preconditioner,
+):
+    """One Adam step on the loss of the batch b for ``operator``."""
+    # built once per step, outside the differentiated function
+    apply = None if preconditioner is None else preconditioner.build(operator)
+
+    def loss_of(p):
+        if loss_steps:
+            return energy_loss(
+                eqx.combine(p, static),
+                operator,
+                b,
+                loss_steps,
+                preconditioner=apply,
+            )
+        return one_step_loss(eqx.combine(p, static), operator, b)
+
+    loss, gradient = jax.value_and_grad(loss_of)(parameters)
+    # clipped to global norm 1: one bad batch (a nearly singular
+    # curvature d^T A d) must not throw the weights into a dead-ReLU
+    # state (optax's clip_by_global_norm fails under strict promotion)
+    leaves = jax.tree_util.tree_leaves(gradient)
+    size = jnp.sqrt(sum(jnp.sum(g**2) for g in leaves))
+    shrink = jnp.minimum(1, 1 / jnp.maximum(size, jnp.finfo(size.dtype).tiny))
+    gradient = jax.tree_util.tree_map(lambda g: g * shrink.astype(g.dtype), gradient)
+    # optax mixes Python floats with int32 step counts, which a user's
+    # strict dtype promotion would reject
+    with jax.numpy_dtype_promotion("standard"):
+        optimizer = optax.adam(learning_rate)
+        updates, opt_state = optimizer.update(gradient, opt_state, parameters)
+    return optax.apply_updates(parameters, updates), opt_state, loss
+
+
+@eqx.filter_jit
+def _new_problem(sample_operator, num_ritz, key):
+    operator = sample_operator(key)
+    _, vectors = _ritz_pairs(operator, num_ritz, jax.random.fold_in(key, 1))
+    return operator, vectors
+
+
 def train_direction_network(
     network: ConjugateDirectionNetwork,
     sample_operator: Callable,
@@ -256,44 +313,6 @@ def train_direction_network(
             key = jax.random.wrap_key_data(key_data)
             first = int(pointer["epoch"])
 
-    @eqx.filter_jit
-    def train_step(parameters, opt_state, operator, b):
-        # built once per step, outside the differentiated function
-        apply = None if preconditioner is None else preconditioner.build(operator)
-
-        def loss_of(p):
-            if loss_steps:
-                return energy_loss(
-                    eqx.combine(p, static),
-                    operator,
-                    b,
-                    loss_steps,
-                    preconditioner=apply,
-                )
-            return one_step_loss(eqx.combine(p, static), operator, b)
-
-        loss, gradient = jax.value_and_grad(loss_of)(parameters)
-        # clipped to global norm 1: one bad batch (a nearly singular
-        # curvature d^T A d) must not throw the weights into a dead-ReLU
-        # state (optax's clip_by_global_norm fails under strict promotion)
-        leaves = jax.tree_util.tree_leaves(gradient)
-        size = jnp.sqrt(sum(jnp.sum(g**2) for g in leaves))
-        shrink = jnp.minimum(1, 1 / jnp.maximum(size, jnp.finfo(size.dtype).tiny))
-        gradient = jax.tree_util.tree_map(
-            lambda g: g * shrink.astype(g.dtype), gradient
-        )
-        # optax mixes Python floats with int32 step counts, which a user's
-        # strict dtype promotion would reject
-        with jax.numpy_dtype_promotion("standard"):
-            updates, opt_state = optimizer.update(gradient, opt_state, parameters)
-        return optax.apply_updates(parameters, updates), opt_state, loss
-
-    @eqx.filter_jit
-    def new_problem(key):
-        operator = sample_operator(key)
-        _, vectors = _ritz_pairs(operator, num_ritz, jax.random.fold_in(key, 1))
-        return operator, vectors
-
     losses = []
     result = RESULTS.successful
     done = first
@@ -302,10 +321,17 @@ def train_direction_network(
     for step in bar:
         key, problem_key, rhs_key = jax.random.split(key, 3)
         if operator is None or (step - first) % steps_per_problem == 0:
-            operator, vectors = new_problem(problem_key)
+            operator, vectors = _new_problem(sample_operator, num_ritz, problem_key)
         b = _ritz_right_hand_sides(vectors, batch_size, rhs_key)
-        stepped, stepped_opt_state, loss = train_step(
-            parameters, opt_state, operator, b
+        stepped, stepped_opt_state, loss = _train_step(
+            parameters,
+            opt_state,
+            operator,
+            b,
+            static=static,
+            learning_rate=learning_rate,
+            loss_steps=loss_steps,
+            preconditioner=preconditioner,
         )
         losses.append(float(loss))
         if not np.isfinite(losses[-1]):

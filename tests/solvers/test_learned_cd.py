@@ -16,24 +16,32 @@ from sciax.solvers.learned._learned_cd import a_orthogonalise
 from tests.helpers import pressure_problem
 
 
-def nan_network(ndim=2):
-    network = solvers.ConjugateDirectionNetwork(ndim, key=jax.random.key(0))
+def nan_network(ndim=2, **options):
+    network = solvers.ConjugateDirectionNetwork(ndim, key=jax.random.key(0), **options)
     return jax.tree_util.tree_map(
         lambda x: jnp.full_like(x, jnp.nan) if eqx.is_inexact_array(x) else x, network
     )
 
 
+# What a network computes does not matter where it is all NaN (every
+# direction falls back) or only trained for a few steps; two levels instead
+# of four halve the programs to compile.
+SMALL = dict(levels=2)
+
+
+def sample_obstacles(key):
+    # module level: the training loop's compiled programs are keyed on the
+    # sampler, so every training call here shares them
+    return pde.PressureOperator(
+        pde.pressure_cells("obstacles", (16, 16), key), dtype="float32"
+    )
+
+
 def train_small(network, directory, num_steps, checkpoint_every=20, **options):
     """Training on 16^2 obstacle problems, checkpointed to ``directory``."""
-
-    def sample(key):
-        return pde.PressureOperator(
-            pde.pressure_cells("obstacles", (16, 16), key), dtype="float32"
-        )
-
     return solvers.train_direction_network(
         network,
-        sample,
+        sample_obstacles,
         num_steps=num_steps,
         key=jax.random.key(1),
         batch_size=4,
@@ -75,7 +83,7 @@ def test_useless_network_falls_back_to_conjugate_gradients():
         operator,
         b,
         solvers.LearnedConjugateDirections(
-            nan_network(), rtol=1e-8, atol=0.0, max_steps=500
+            nan_network(**SMALL), rtol=1e-8, atol=0.0, max_steps=500
         ),
     )
     cg = solvers.solve(operator, b, solvers.CG(rtol=1e-8, atol=0.0, max_steps=500))
@@ -111,8 +119,9 @@ def test_shipped_multigrid_weights_with_multigrid_steps(kind):
     """Network step + V-cycle step per iteration with the shipped 3-D
     network for it: converges to 1e-8 with no fallback, in fewer iterations
     than multigrid-PCG, whose V-cycle each iteration also pays for (measured
-    6-7 against 8-9 at 32^3)."""
-    operator, b = pressure_problem((32, 32, 32), kind, seed=11)
+    6-7 against 8-9 at 32^3, 6 against 8 at 16^3, where the V-cycle still
+    has two levels)."""
+    operator, b = pressure_problem((16, 16, 16), kind, seed=11)
     network = solvers.pretrained_network(3, multigrid=True)
     assert (network.pairless_levels, network.pairless_up_levels) == (1, 2)
     ours = solvers.solve(
@@ -152,7 +161,11 @@ def test_multigrid_steps_with_a_useless_network():
         operator,
         b,
         solvers.LearnedConjugateDirections(
-            nan_network(), rtol=1e-8, atol=0.0, max_steps=100, preconditioner_steps=True
+            nan_network(**SMALL),
+            rtol=1e-8,
+            atol=0.0,
+            max_steps=100,
+            preconditioner_steps=True,
         ),
         preconditioner=solvers.Multigrid(),
     )
@@ -227,21 +240,27 @@ def test_save_load_round_trip(tmp_path, pairless_levels, pairless_up_levels):
 
 @pytest.mark.parametrize("loss_steps", [0, 4], ids=["one-step loss", "energy loss"])
 def test_training_resumes(tmp_path, loss_steps):
-    """Ten steps, then a second call that finds the checkpoint and runs the
-    other ten, end where twenty uninterrupted steps end: the optimizer
-    state and the key were restored, not just the step count."""
+    """Five steps, then a second call that finds the checkpoint and runs the
+    other five, end where ten uninterrupted steps end: the optimizer state
+    and the key were restored, not just the step count. A new problem every
+    five steps, so the resumed call also samples one."""
 
     def train(directory, steps):
-        network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
+        network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0), **SMALL)
         return train_small(
-            network, directory, steps, checkpoint_every=10, loss_steps=loss_steps
+            network,
+            directory,
+            steps,
+            checkpoint_every=5,
+            steps_per_problem=5,
+            loss_steps=loss_steps,
         )
 
-    first = train(tmp_path / "interrupted", 10)
-    assert first.stats["num_steps"] == 10 and len(first.stats["train_loss"]) == 10
-    resumed = train(tmp_path / "interrupted", 20)
-    assert resumed.stats["num_steps"] == 20 and len(resumed.stats["train_loss"]) == 10
-    whole = train(tmp_path / "whole", 20)
+    first = train(tmp_path / "interrupted", 5)
+    assert first.stats["num_steps"] == 5 and len(first.stats["train_loss"]) == 5
+    resumed = train(tmp_path / "interrupted", 10)
+    assert resumed.stats["num_steps"] == 10 and len(resumed.stats["train_loss"]) == 5
+    whole = train(tmp_path / "whole", 10)
     assert whole.result == solvers.RESULTS.successful
     assert np.all(np.isfinite(whole.stats["train_loss"]))
     np.testing.assert_allclose(
@@ -255,17 +274,36 @@ def test_training_resumes(tmp_path, loss_steps):
         strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    start = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
+    start = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0), **SMALL)
     assert not np.allclose(whole.model.lift.weight, start.lift.weight)
 
 
 def test_training_stops_at_a_nonfinite_loss(tmp_path):
     """A network of NaNs gives a NaN loss at the first step: training stops
     there and says so."""
-    network = nan_network(2)
+    # the energy-loss training above compiled this network's step already
+    network = nan_network(2, **SMALL)
     training = train_small(network, None, 5)
     assert training.result == solvers.RESULTS.nonfinite_loss
     assert training.stats["num_steps"] == 0 and len(training.stats["train_loss"]) == 1
+
+
+@eqx.filter_jit
+def armijo_check(network, operator, rows, loss):
+    """The loss at the network, the squared gradient norm, the step, and
+    the loss after that step against the gradient: one program."""
+    from sciax.solvers.learned._direction_training import energy_loss, one_step_loss
+
+    def value(net):
+        if loss == "one-step":
+            return one_step_loss(net, operator, rows)
+        return energy_loss(net, operator, rows, num_iterations=1)
+
+    start, gradient = eqx.filter_value_and_grad(value)(network)
+    squared = sum(jnp.vdot(g, g) for g in jax.tree.leaves(gradient))
+    step = 1e-2 / jnp.sqrt(squared)
+    moved = eqx.apply_updates(network, jax.tree.map(lambda g: -step * g, gradient))
+    return start, squared, step, value(moved)
 
 
 @pytest.mark.parametrize("loss", ["one-step", "energy"])
@@ -278,26 +316,15 @@ def test_training_loss_gradient_descends(loss):
     so it is not asserted.) The energy loss with one iteration: with more,
     the state between iterations is held constant for the gradient by
     design, so it is not the total derivative."""
-    from sciax.solvers.learned._direction_training import energy_loss, one_step_loss
-
     operator, _ = pressure_problem((16, 16), dtype="float32")
     rows = jax.random.normal(jax.random.key(4), (3, 256), jnp.float32)
     rows = rows * operator.fluid.reshape(1, -1)
-    network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0))
-
-    def value(net):
-        if loss == "one-step":
-            return one_step_loss(net, operator, rows)
-        return energy_loss(net, operator, rows, num_iterations=1)
-
+    network = solvers.ConjugateDirectionNetwork(2, key=jax.random.key(0), **SMALL)
     # full float32 convolutions: a GPU's default TF32 adds noise of the
     # size of the decrease checked here
     with jax.default_matmul_precision("float32"):
-        start, gradient = eqx.filter_value_and_grad(value)(network)
-        squared = sum(jnp.vdot(g, g) for g in jax.tree.leaves(gradient))
-        step = 1e-2 / jnp.sqrt(squared)
-        moved = eqx.apply_updates(network, jax.tree.map(lambda g: -step * g, gradient))
-        assert float(value(moved)) < float(start - 0.5 * step * squared)
+        start, squared, step, moved = armijo_check(network, operator, rows, loss)
+    assert float(moved) < float(start - 0.5 * step * squared)
 
 
 # about 40 s of compilation on 2 CPU cores; the shipped weights are
