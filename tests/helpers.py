@@ -106,6 +106,32 @@ def run_with_eight_host_devices(script: str) -> str:
     return done.stdout
 
 
+def random_network(ndim, seed=0, **options):
+    """A ``solvers.ConjugateDirectionNetwork`` with uniform weights from
+    numpy (scaled by fan-in like equinox's), for tests of what a network
+    computes: JAX's initializer compiles a random op per layer shape, 1-2 s
+    each on a CPU."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from sciax import solvers
+
+    like = eqx.filter_eval_shape(
+        solvers.ConjugateDirectionNetwork, ndim, key=jax.random.key(0), **options
+    )
+    rng = np.random.default_rng(seed)
+
+    def draw(leaf):
+        if not isinstance(leaf, jax.ShapeDtypeStruct):
+            return leaf
+        fan_in = int(np.prod(leaf.shape[1:]))
+        # biases are (out, 1, ..): those of a 3^d kernel of 16 channels
+        limit = 1 / np.sqrt(fan_in if fan_in > 1 else 16 * 3**ndim)
+        return jnp.asarray(rng.uniform(-limit, limit, leaf.shape), leaf.dtype)
+
+    return jax.tree.map(draw, like)
+
+
 def pressure_problem(shape=(32, 32), kind="obstacles", seed=1, dtype="float64"):
     """A pressure Poisson system of ``pde.pressure_cells`` and a random
     right-hand side on its fluid cells."""
