@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._constants import ETA_PRIME_TAYLOR, LAPLACE_LIMIT_HI, LAPLACE_LIMIT_LO
-from ._precision import horner, kernel_parameters, two_product
+from ._precision import horner, hypot, kernel_parameters, two_product
 
 
 @cache
@@ -124,7 +124,7 @@ def debye_terms(v, x, *, scaled: bool, want_i: bool, want_k: bool):
     params = kernel_parameters(x.dtype)
     u_polys, d_polys = debye_polynomials(params.debye_terms)
     z = x / v
-    s = jnp.hypot(1.0, z)
+    s = hypot(jnp.ones_like(z), z)
     p = 1.0 / s
     q = p * p
     t = p / v
@@ -138,7 +138,7 @@ def debye_terms(v, x, *, scaled: bool, want_i: bool, want_k: bool):
         # v (eta - z) = v / (s + z) - v asinh(1/z): no cancellation for large z.
         exponent = v / (s + z) - v * asinh_inv_z
     else:
-        direct = jnp.hypot(v, x) - v * asinh_inv_z
+        direct = hypot(v, x) - v * asinh_inv_z
         near_root = jnp.abs(z - LAPLACE_LIMIT_HI) <= params.eta_series_radius
         safe_x = jnp.where(near_root, x, v * LAPLACE_LIMIT_HI)
         exponent = jnp.where(near_root, _v_eta_near_root(v, safe_x, params), direct)

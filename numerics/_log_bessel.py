@@ -15,6 +15,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ._log_bessel_kernels import log_i_and_ratio, log_k_and_ratio
 from ._precision import returns_input_dtype, working_dtype
+from ._tiny_argument import exactly_zero, positive_subnormal, safe_log
 
 
 def _prepare(v, x):
@@ -25,8 +26,12 @@ def _prepare(v, x):
 
 
 def _interior(v, x):
-    """Inputs clamped into the kernels' domain v >= 0, 0 < x < inf, finite v."""
-    inside = (x > 0) & (x < jnp.inf) & jnp.isfinite(v)
+    """Inputs clamped into the kernels' domain v >= 0, 0 < x < inf, finite v.
+
+    Subnormal x is inside: decided on the bits, since where the backend
+    flushes subnormals, x > 0 is false for them."""
+    positive = (x > 0) | positive_subnormal(x)
+    inside = positive & (x < jnp.inf) & jnp.isfinite(v)
     return jnp.where(inside, jnp.abs(v), 0.0), jnp.where(inside, x, 1.0), inside
 
 
@@ -45,26 +50,28 @@ def _log_i_edges(v, x, scaled):
     """log I at x = 0, x = inf, v = inf; nan elsewhere outside the interior."""
     at_zero = jnp.where(v == 0, 0.0, -jnp.inf)
     at_infinity = -jnp.inf if scaled else jnp.inf
-    edge = jnp.where(x == 0, at_zero, jnp.where(x == jnp.inf, at_infinity, jnp.nan))
+    edge = jnp.where(
+        exactly_zero(x), at_zero, jnp.where(x == jnp.inf, at_infinity, jnp.nan)
+    )
     return jnp.where((v == jnp.inf) & (x >= 0) & (x < jnp.inf), -jnp.inf, edge)
 
 
 def _kernel_with_order_slope(kernel, vs, xs, need_slope):
-    """(log f, ratio, d log f / dv or None) from one evaluation of the kernel.
+    """(log f, log ratio, ratio, d log f / dv or None) from one evaluation of
+    the kernel.
 
     The order slope comes from forward-mode differentiation with a unit
     tangent (the functions are elementwise), so reverse mode only transposes a
     multiplication rather than the whole kernel: grad then costs no more to
     compile or run than jvp."""
     if not need_slope:
-        log_f, _, ratio = kernel(vs, xs)
-        return log_f, ratio, None
+        return (*kernel(vs, xs), None)
     # Rolled loops under jvp: unrolled, the differentiated kernel took 82 s
     # (against 24 s) to compile for an H100.
-    (log_f, _, ratio), (slope, _, _) = jax.jvp(
+    (log_f, log_ratio, ratio), (slope, _, _) = jax.jvp(
         lambda order: kernel(order, xs, unroll=False), (vs,), (jnp.ones_like(vs),)
     )
-    return log_f, ratio, slope
+    return log_f, log_ratio, ratio, slope
 
 
 def _log_i_nonnegative_jvp(scaled, primals, tangents):
@@ -72,15 +79,19 @@ def _log_i_nonnegative_jvp(scaled, primals, tangents):
     v_dot, x_dot = tangents
     vs, xs, inside = _interior(v, x)
     kernel = functools.partial(log_i_and_ratio, scaled=scaled)
-    log_i, ratio, order_slope = _kernel_with_order_slope(
+    log_i, _, ratio, order_slope = _kernel_with_order_slope(
         kernel, vs, xs, not _is_symbolic_zero(v_dot)
     )
     primal_out = jnp.where(inside, log_i, _log_i_edges(v, x, scaled))
     tangent = jnp.zeros_like(primal_out)
     if not _is_symbolic_zero(x_dot):
         # d/dx log I_v = v/x + I_{v+1}/I_v: a sum of positive terms.
-        slope = vs / xs + ratio - (1.0 if scaled else 0.0)
-        slope = jnp.where(inside, slope, jnp.where((x == 0) & (v == 0), 0.0, jnp.nan))
+        # v = 0 written out: v / x is 0 / 0 where the backend flushes a
+        # subnormal x, and the slope there is x / 2.
+        v_over_x = jnp.where(vs == 0, 0.0, vs / xs)
+        slope = v_over_x + ratio - (1.0 if scaled else 0.0)
+        at_zero = jnp.where(exactly_zero(x) & (v == 0), 0.0, jnp.nan)
+        slope = jnp.where(inside, slope, at_zero)
         tangent = tangent + slope * x_dot
     if order_slope is not None:
         tangent = tangent + jnp.where(inside, order_slope, jnp.nan) * v_dot
@@ -99,7 +110,9 @@ def _log_k_even(v, x, scaled, unroll=True):
 
 def _log_k_edges(v, x):
     """log K at x = 0, x = inf, |v| = inf; nan elsewhere outside the interior."""
-    edge = jnp.where(x == 0, jnp.inf, jnp.where(x == jnp.inf, -jnp.inf, jnp.nan))
+    edge = jnp.where(
+        exactly_zero(x), jnp.inf, jnp.where(x == jnp.inf, -jnp.inf, jnp.nan)
+    )
     return jnp.where((jnp.abs(v) == jnp.inf) & (x >= 0) & (x < jnp.inf), jnp.inf, edge)
 
 
@@ -108,7 +121,7 @@ def _log_k_even_jvp(scaled, unroll, primals, tangents):
     v_dot, x_dot = tangents
     vs, xs, inside = _interior(v, x)
     kernel = functools.partial(log_k_and_ratio, scaled=scaled, unroll=unroll)
-    log_k, ratio, order_slope = _kernel_with_order_slope(
+    log_k, log_ratio, ratio, order_slope = _kernel_with_order_slope(
         kernel, vs, xs, not _is_symbolic_zero(v_dot)
     )
     primal_out = jnp.where(inside, log_k, _log_k_edges(v, x))
@@ -116,7 +129,12 @@ def _log_k_even_jvp(scaled, unroll, primals, tangents):
     if not _is_symbolic_zero(x_dot):
         # d/dx log K_v = v/x - K_{v+1}/K_v; since K_{v+1}/K_v >= 2v/x the
         # difference loses at most a factor of two.
-        slope = vs / xs - ratio + (1.0 if scaled else 0.0)
+        slope = vs / xs - ratio
+        # At subnormal x both terms overflow; (v - x K_{v+1}/K_v) / x, with
+        # the product formed in logs, does not subtract infinities.
+        q = jnp.exp(log_ratio + safe_log(xs))
+        slope = jnp.where(positive_subnormal(xs), (vs - q) / xs, slope)
+        slope = slope + (1.0 if scaled else 0.0)
         tangent = tangent + jnp.where(inside, slope, jnp.nan) * x_dot
     if order_slope is not None:
         # K_{-v} = K_v, so d/dv carries the sign of v.

@@ -27,6 +27,13 @@ from ._fixed_loop import fixed_loop
 from ._precision import kernel_parameters
 from ._region_sort import evaluate_by_region
 from ._small_order import power_series_i, temme_k
+from ._tiny_argument import (
+    log_i_tiny,
+    log_k_tiny,
+    safe_log,
+    tiny_i_argument,
+    tiny_k_argument,
+)
 
 
 def _maybe(needed, compute, like):
@@ -41,18 +48,29 @@ def _maybe(needed, compute, like):
 def log_i_and_ratio(v, x, *, scaled: bool, unroll: bool = True):
     """(log I_v(x) [- x if scaled], log(I_{v+1}(x) / I_v(x)), I_{v+1}(x) / I_v(x)).
 
-    For v >= 0, 0 < x < inf. The linear ratio is returned as well because
+    For v >= 0, 0 < x < inf, subnormal x included (tiny x, where the
+    series is its first term, takes the closed form of ``_tiny_argument``).
+    The linear ratio is returned as well because
     exp(log ratio) would amplify the log's rounding by |log ratio|.
     ``unroll=False`` keeps the loops rolled on accelerators too: for code
     that autodiff will transform, where unrolled loops cost minutes of
     compilation.
     """
+    log_x = safe_log(x)
+    tiny = tiny_i_argument(v, x, log_x)
+    general_x = jnp.where(tiny, 1.0, x)
     params = kernel_parameters(x.dtype)
     use_debye = v >= params.debye_order
-    use_series = (~use_debye) & (x <= params.series_max_x)
+    use_series = (~use_debye) & (general_x <= params.series_max_x)
     region = jnp.where(use_series, 0, jnp.where(use_debye, 1, 2))
     kernel = functools.partial(_log_i_and_ratio_adaptive, scaled=scaled, unroll=unroll)
-    return evaluate_by_region(kernel, region, 3, v, x)
+    general = evaluate_by_region(kernel, region, 3, v, general_x)
+    closed = log_i_tiny(v, x, log_x, scaled=scaled)
+    return _select(tiny, closed, general)
+
+
+def _select(mask, on_true, on_false):
+    return tuple(jnp.where(mask, a, b) for a, b in zip(on_true, on_false, strict=True))
 
 
 def _log_i_and_ratio_adaptive(v, x, *, scaled: bool, unroll: bool):
@@ -131,10 +149,15 @@ def log_k_and_ratio(v, x, *, scaled: bool, unroll: bool = True):
     For v >= 0, 0 < x < inf; the linear ratio overflows to inf only where x
     is below ~1e-308 v. ``unroll`` as for ``log_i_and_ratio``.
     """
+    log_x = safe_log(x)
+    tiny = tiny_k_argument(v, x, log_x)
+    general_x = jnp.where(tiny, 1.0, x)
     params = kernel_parameters(x.dtype)
     region = (v >= params.debye_order).astype(jnp.int32)
     kernel = functools.partial(_log_k_and_ratio_adaptive, scaled=scaled, unroll=unroll)
-    return evaluate_by_region(kernel, region, 2, v, x)
+    general = evaluate_by_region(kernel, region, 2, v, general_x)
+    closed = log_k_tiny(v, x, log_x, scaled=scaled)
+    return _select(tiny, closed, general)
 
 
 def _log_k_and_ratio_adaptive(v, x, *, scaled: bool, unroll: bool):

@@ -8,6 +8,7 @@ numbers.
 import functools
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -159,3 +160,20 @@ def accurate_log1p(x):
     """log(1 + x). XLA's log1p loses up to ~240 ulp for x < -0.3 (measured on
     CPU); there 1 + x is exact (Sterbenz), so log(1 + x) is used instead."""
     return jnp.where(x < -0.25, jnp.log(1.0 + x), jnp.log1p(x))
+
+
+@jax.custom_jvp
+def hypot(a, b):
+    """sqrt(a^2 + b^2) without overflow, as ``jnp.hypot``, with derivatives
+    that are right at a == b: ``jnp.hypot`` orders its arguments with max and
+    min, whose derivatives split at the tie, so its own second derivative is
+    wrong there (by half) although its first is right."""
+    return jnp.hypot(a, b)
+
+
+@hypot.defjvp
+def _hypot_jvp(primals, tangents):
+    (a, b), (a_dot, b_dot) = primals, tangents
+    h = hypot(a, b)
+    safe = jnp.where(h == 0, 1.0, h)
+    return h, jnp.where(h == 0, 0.0, (a / safe) * a_dot + (b / safe) * b_dot)

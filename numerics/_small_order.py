@@ -20,7 +20,7 @@ from ._fixed_loop import fixed_loop
 from ._precision import accurate_log1p, horner, kernel_parameters
 
 
-def _reciprocal_gamma_parts(mu, params):
+def reciprocal_gamma_parts(mu, params):
     """gam1 = (1/G(1-mu) - 1/G(1+mu)) / (2 mu), gam2 = (1/G(1-mu) + 1/G(1+mu)) / 2,
     and 1/Gamma(1 + mu) - 1, from the Taylor series of 1/Gamma(1 + mu)."""
     coefficients = RECIPROCAL_GAMMA_TAYLOR[: params.reciprocal_gamma_terms]
@@ -41,7 +41,7 @@ def log_gamma_1p(v, *, unroll: bool = True):
     params = kernel_parameters(v.dtype)
     n = jnp.round(v)
     mu = v - n
-    _, _, reciprocal_minus_one = _reciprocal_gamma_parts(mu, params)
+    _, _, reciprocal_minus_one = reciprocal_gamma_parts(mu, params)
     result = -accurate_log1p(reciprocal_minus_one)
     # Gamma(1 + n + mu) = Gamma(1 + mu) prod_{j=1..n} (j + mu); the j = 1 factor
     # goes through log1p so that log Gamma(2 + mu) keeps its accuracy at mu ~ 0.
@@ -60,6 +60,12 @@ def log_gamma_1p(v, *, unroll: bool = True):
     return result + jnp.log(product)
 
 
+_NORMAL_WITH_MARGIN = {
+    name: float(np.finfo(name).smallest_normal) * 2.0**20
+    for name in ("float32", "float64")
+}
+
+
 def _log_series_prefactor(v, x, params, unroll):
     """log((x/2)^v / Gamma(v + 1)) for 0 <= v < debye_order, 0 < x <= 20.
 
@@ -74,7 +80,7 @@ def _log_series_prefactor(v, x, params, unroll):
     mu = v - n
     half_x = 0.5 * x
     log_half_x = jnp.log(half_x)
-    _, _, reciprocal_minus_one = _reciprocal_gamma_parts(mu, params)
+    _, _, reciprocal_minus_one = reciprocal_gamma_parts(mu, params)
     log_gamma_mu = -accurate_log1p(reciprocal_minus_one)
 
     def multiply(j, state):
@@ -89,32 +95,40 @@ def _log_series_prefactor(v, x, params, unroll):
     numerator, denominator = fixed_loop(
         1, params.debye_order + 1, multiply, (one, one), unroll_on_accelerators=unroll
     )
-    linear = jnp.log(numerator / denominator) + mu * log_half_x - log_gamma_mu
+    # (x/2)^n and its quotient by prod (j + mu) must both stay normal numbers
+    # (with room for their rounding): a subnormal quotient loses bits, and
+    # where the backend flushes subnormals its log is -inf.
+    quotient = numerator / denominator
+    normal = (numerator > _NORMAL_WITH_MARGIN[x.dtype.name]) & (
+        quotient > _NORMAL_WITH_MARGIN[x.dtype.name]
+    )
+    linear = jnp.log(jnp.where(normal, quotient, 1.0)) + mu * log_half_x - log_gamma_mu
     direct = v * log_half_x - log_gamma_1p(v, unroll=unroll)
-    # keep (x/2)^n a normal number, with room for the relative rounding
-    underflow_margin = float(np.log(np.finfo(x.dtype).tiny)) + 10.0
-    return jnp.where(n * log_half_x > underflow_margin, linear, direct)
+    return jnp.where(normal, linear, direct)
 
 
 @jax.custom_jvp
+def _reciprocal(denominator):
+    """1 / denominator, differentiable to any order for denominators whose
+    square overflows or underflows."""
+    return 1.0 / denominator
+
+
+@_reciprocal.defjvp
+def _reciprocal_jvp(primals, tangents):
+    # The default rule forms denominator^-2, which underflows to zero for the
+    # series' denominators (up to 1e191) and drops the denominator's tangent;
+    # (tangent / denominator) / denominator keeps every factor in range. The
+    # rule calls _reciprocal again, so derivatives of every order stay exact.
+    (denominator,), (denominator_dot,) = primals, tangents
+    inverse = _reciprocal(denominator)
+    return inverse, -(denominator_dot * inverse) * inverse
+
+
 def _divide_both(a, b, denominator):
     """(a / denominator, b / denominator) with one reciprocal."""
-    inverse = 1.0 / denominator
+    inverse = _reciprocal(denominator)
     return a * inverse, b * inverse
-
-
-@_divide_both.defjvp
-def _divide_both_jvp(primals, tangents):
-    # The default rule forms denominator^-2, which underflows for the
-    # series' denominators (up to 1e191) and drops the denominator's tangent.
-    a, b, denominator = primals
-    a_dot, b_dot, denominator_dot = tangents
-    inverse = 1.0 / denominator
-    a_ratio, b_ratio = a * inverse, b * inverse
-    return (a_ratio, b_ratio), (
-        (a_dot - a_ratio * denominator_dot) * inverse,
-        (b_dot - b_ratio * denominator_dot) * inverse,
-    )
 
 
 def power_series_i(v, x, *, scaled: bool, unroll: bool = True):
@@ -199,7 +213,7 @@ def _temme_series(mu, xs, params):
     """(log K_mu(x), x K_{mu+1}(x) / K_mu(x)) for |mu| <= 1/2 by Temme's
     series, x <= temme_max_x."""
     mu2 = mu * mu
-    gam1, gam2, reciprocal_minus_one = _reciprocal_gamma_parts(mu, params)
+    gam1, gam2, reciprocal_minus_one = reciprocal_gamma_parts(mu, params)
     one_over_gamma_plus = 1.0 + reciprocal_minus_one  # 1/Gamma(1 + mu)
     one_over_gamma_minus = gam2 + mu * gam1  # 1/Gamma(1 - mu)
     log_two_over_x = jnp.log(2.0) - jnp.log(xs)
