@@ -217,6 +217,11 @@ def log_iv(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     $\log I_v(0) = -\infty$ for $v > 0$, $\log I_v(\infty) = \infty$. Negative
     orders use $I_{-v} = I_v + (2/\pi)\sin(v\pi) K_v$ and give nan where
     $I_{-v}(x) < 0$ (use ``iv`` for the signed value). $x < 0$ or nan give nan.
+    Where $x^2 < \epsilon (v + 1)$, subnormal $x$ included, the result is the
+    series' first term $v \log(x/2) - \log\Gamma(v + 1)$ with $\log x$ taken
+    from the bits of $x$: finite wherever $\log I_v(x)$ is, although
+    $I_v(x)$ underflows (XLA's CPU backend treats subnormal operands as 0).
+    The x-derivative $v/x$ overflows to inf at subnormal $x$.
 
     Accuracy: error $|\Delta \log I| / \max(1, |\log I|)$ against mpmath at
     most 3.0 eps (median 0.3) in float64 over $v \in [0, 10^5]$,
@@ -272,7 +277,10 @@ def log_kv(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     recur upwards, which is stable for $K$.
 
     Domain: real $v$ ($K_{-v} = K_v$), $x \ge 0$; $\log K_v(0) = \infty$,
-    $\log K_v(\infty) = -\infty$; $x < 0$ or nan give nan.
+    $\log K_v(\infty) = -\infty$; $x < 0$ or nan give nan. At subnormal
+    $x$, and where $x^2 < \epsilon (v + 1)$ for $v \ge V_0$, the leading terms
+    of the small-x expansion (DLMF 10.30.2; Temme's first term for
+    $v < 1/2$) give $\log K$ from $\log x$ taken from the bits of $x$.
 
     Accuracy: at most 5.1 eps (median 0.3) in float64, 4.0 eps in float32,
     measured as for ``log_iv``. Derivatives: $\partial_x \log K_v = v/x -
