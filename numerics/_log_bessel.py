@@ -190,8 +190,27 @@ def _log_i_signed(v, x, scaled):
     )
 
 
+@jax.custom_jvp
+def _nan_where(invalid, value):
+    """nan where ``invalid``, with a nan derivative there: a constant nan
+    would have derivative 0, a silent wrong gradient of a nan value."""
+    return jnp.where(invalid, jnp.nan, value)
+
+
+@_nan_where.defjvp
+def _nan_where_jvp(primals, tangents):
+    invalid, value = primals
+    _, value_dot = tangents
+    # one product with a factor that is nan only where invalid: its transpose
+    # sends nan only there (a nan inside either branch of a where would
+    # reach every cotangent as 0 * nan)
+    factor = jnp.where(invalid, jnp.nan, 1.0)
+    return _nan_where(invalid, value), value_dot * factor
+
+
 def _signed_to_log(log_abs, sign):
-    return jnp.where(sign > 0, log_abs, jnp.where(sign == 0, -jnp.inf, jnp.nan))
+    negative = ~(sign >= 0)  # sign < 0 or nan
+    return jnp.where(sign == 0, -jnp.inf, _nan_where(negative, log_abs))
 
 
 _DOMAIN = """

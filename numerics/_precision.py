@@ -101,8 +101,25 @@ def kernel_parameters(dtype) -> KernelParameters:
 
 
 def input_float_dtype(*arrays) -> np.dtype:
-    """The inputs' result type, integers promoted to the default float."""
+    """The inputs' result type, integers promoted to the default float.
+
+    Raises:
+        TypeError: a list or tuple (as jax.numpy refuses them), or complex
+            input (these are functions of real arguments; as
+            jax.scipy.special, rather than dropping the imaginary part).
+    """
+    for array in arrays:
+        if isinstance(array, list | tuple):
+            raise TypeError(
+                f"expected an array or scalar, got a {type(array).__name__}; "
+                "pass jnp.asarray(...) of it."
+            )
     dtype = jnp.result_type(*arrays)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(
+            f"complex input ({dtype}) is not supported: the Bessel functions "
+            "here are defined for real order and argument."
+        )
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     return jnp.dtype(dtype)

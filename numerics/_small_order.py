@@ -269,7 +269,8 @@ def _trapezoid_k(mu, xl, params, unroll):
             half_sinh * half_cosh_step + half_cosh * half_sinh_step,
             half_cosh * half_cosh_step + half_sinh * half_sinh_step,
         )
-        weight = jnp.exp(-2.0 * xl * half_sinh * half_sinh)
+        # (2 sinh) (x sinh): 2 x overflows for x near the largest float
+        weight = jnp.exp(-(2.0 * half_sinh) * (xl * half_sinh))
         inverse_mu = 1.0 / power_mu
         cosh_mu = 0.5 * (power_mu + inverse_mu)
         sinh_mu = 0.5 * (power_mu - inverse_mu)
