@@ -1,13 +1,20 @@
 """Maximum-likelihood fit of the von Mises-Fisher distribution."""
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float
 
 from .._results import RESULTS
 from ._log_bessel import log_iv_ratio
-from ._von_mises_fisher import VonMisesFisher, _check_dimension, _float_input
+from ._von_mises_fisher import (
+    VonMisesFisher,
+    _check_dimension,
+    _concretely_true,
+    _float_input,
+    _off_sphere,
+)
 
 
 class ConcentrationSolution(eqx.Module):
@@ -61,6 +68,10 @@ def concentration_from_mean_length(
     $\epsilon\,2\kappa/(d-1)$ relative: 1e-10 or better for
     $\kappa/(d-1) \le 2\cdot10^5$ in float64.
 
+    Derivatives (forward and reverse mode) by the implicit function theorem,
+    not through Newton's loop: $d\kappa/d\bar R = 1/A_d'(\kappa)$ ($d$ at
+    $\kappa = 0$, inf at $\bar R = 1$).
+
     Args:
         d: the dimension, a Python int >= 2 (a value in the compiled
             computation: one compilation serves every $d$).
@@ -71,9 +82,33 @@ def concentration_from_mean_length(
         ``ConcentrationSolution(value, result, stats)``, ``value`` the
         concentrations.
     """
-    _check_dimension(d)
+    d = _check_dimension(d)
     r = _float_input(mean_length)
-    return _concentration(jnp.asarray(d, r.dtype), r, max_steps)
+    d = jnp.asarray(d, r.dtype)
+    solution = _concentration(d, lax.stop_gradient(r), max_steps)
+    return eqx.tree_at(
+        lambda s: s.value, solution, _with_implicit_slope(solution.value, d, r)
+    )
+
+
+@jax.custom_jvp
+def _with_implicit_slope(kappa, d, r):
+    """kappa, whose derivative in r is 1 / A_d'(kappa) (kappa and d are
+    constants: kappa solves A_d(kappa) = r)."""
+    return kappa
+
+
+@_with_implicit_slope.defjvp
+def _with_implicit_slope_jvp(primals, tangents):
+    kappa, d, r = primals
+    _, _, r_dot = tangents
+    safe = jnp.where((kappa > 0) & (kappa < jnp.inf), kappa, 1.0)
+    a = jnp.exp(log_iv_ratio(d / 2 - 1, safe))
+    derivative = (1.0 - a) * (1.0 + a) - (d - 1.0) * a / safe
+    slope = jnp.where(
+        kappa == 0, d, jnp.where(kappa == jnp.inf, jnp.inf, 1.0 / derivative)
+    )
+    return kappa, slope * r_dot
 
 
 @eqx.filter_jit
@@ -124,7 +159,6 @@ def _concentration(d: Array, r: Array, max_steps: int) -> ConcentrationSolution:
     )
 
 
-@eqx.filter_jit
 def fit_vmf(
     x: Float[Array, "n d"], *, weights: Float[Array, " n"] | None = None
 ) -> VonMisesFisherFit:
@@ -135,6 +169,14 @@ def fit_vmf(
     ``concentration_from_mean_length``). Works for any $d \ge 2$ (tested to
     32768) and $\kappa$ up to 1e6, where SciPy's fit returns $\kappa \approx 0$
     for $d \gtrsim 2048$.
+
+    Rows that are not unit vectors (relative tolerance 1e-5, or 16 eps in
+    float16) raise a ``ValueError`` where ``x`` is concrete, and give a nan
+    fit under a transform, as ``scipy.stats.vonmises_fisher.fit`` refuses
+    them. Sums are formed in at least float32 (float16 samples would
+    overflow in the norm of the resultant). Differentiable in ``x`` and
+    ``weights`` in forward and reverse mode (the concentration by the
+    implicit function theorem).
 
     Args:
         x: samples, shape (n, d), rows of unit norm.
@@ -156,6 +198,8 @@ def fit_vmf(
     x = jnp.asarray(x)
     if x.ndim != 2 or x.shape[1] < 2:
         raise ValueError(f"x must have shape (n, d) with d >= 2, got {x.shape}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(float)
     if weights is None:
         weights = jnp.ones(x.shape[0], x.dtype)
     weights = jnp.asarray(weights, x.dtype)
@@ -163,10 +207,26 @@ def fit_vmf(
         raise ValueError(
             f"weights must have shape ({x.shape[0]},), got {weights.shape}"
         )
-    resultant = weights @ x
+    off_sphere = jnp.any(_off_sphere(x))
+    if _concretely_true(off_sphere):
+        raise ValueError(
+            "fit_vmf fits unit vectors; some rows of x are not (divide them by "
+            "their norms)"
+        )
+    return _fit(x, weights, off_sphere)
+
+
+@eqx.filter_jit
+def _fit(x, weights, off_sphere):
+    sum_dtype = x.dtype if jnp.finfo(x.dtype).bits >= 32 else jnp.float32
+    resultant = weights.astype(sum_dtype) @ x.astype(sum_dtype)
     norm = jnp.linalg.norm(resultant)
-    mean_direction = resultant / norm
-    mean_length = norm / jnp.sum(weights)
+    mean_direction = (resultant / norm).astype(x.dtype)
+    # Identical rows give a norm equal to the weight's sum up to rounding,
+    # which may exceed it by an ulp: R-bar above 1 is rounding here, since
+    # every row is a unit vector.
+    mean_length = jnp.minimum(norm / jnp.sum(weights.astype(sum_dtype)), 1.0)
+    mean_length = jnp.where(off_sphere, jnp.nan, mean_length).astype(x.dtype)
     concentration = concentration_from_mean_length(x.shape[1], mean_length)
     return VonMisesFisherFit(
         value=VonMisesFisher(mean_direction, concentration.value),

@@ -90,7 +90,12 @@ def _log_i_nonnegative_jvp(scaled, primals, tangents):
         # subnormal x, and the slope there is x / 2.
         v_over_x = jnp.where(vs == 0, 0.0, vs / xs)
         slope = v_over_x + ratio - (1.0 if scaled else 0.0)
-        at_zero = jnp.where(exactly_zero(x) & (v == 0), 0.0, jnp.nan)
+        # At x = 0: log I_0 is flat (log I_0 e^{-x} falls at -1) and log I_v
+        # for v > 0 rises at +inf.
+        zero_slope = jnp.where(
+            v == 0, -1.0 if scaled else 0.0, jnp.where(v > 0, jnp.inf, jnp.nan)
+        )
+        at_zero = jnp.where(exactly_zero(x), zero_slope, jnp.nan)
         slope = jnp.where(inside, slope, at_zero)
         tangent = tangent + slope * x_dot
     if order_slope is not None:
@@ -175,6 +180,17 @@ def _log_i_signed(v, x, scaled):
         top = jnp.where(jnp.isfinite(top), top, 0.0)
         total = jnp.exp(log_i - top) + jnp.sign(c) * jnp.exp(log_term - top)
         log_abs = top + jnp.log(jnp.abs(total))
+        # At an integer order c is 0 and log|I_{-n}| = log I_n, but its order
+        # derivative keeps c' K_n / I_n (d/dv c = -2 cos(n pi)). c minus its
+        # stopped value is zero with c's derivatives, so log1p of it times
+        # K/I adds nothing to the value and the exact first and second
+        # derivatives of log(1 + c K/I). K/I is capped at the largest float
+        # so that the zero value is not 0 * inf.
+        largest = jnp.finfo(log_i.dtype).max
+        k_over_i = jnp.exp(jnp.minimum(log_k - log_i, jnp.log(largest)))
+        zero_with_slope = c - lax.stop_gradient(c)
+        at_integer = log_i + jnp.log1p(zero_with_slope * k_over_i)
+        log_abs = jnp.where(c == 0, at_integer, log_abs)
         # At x = 0 the K term dominates: I_{-v}(0) = +-inf unless v is an integer.
         log_abs = jnp.where(
             (x == 0) & (c != 0), jnp.inf, jnp.where(x == 0, log_i, log_abs)

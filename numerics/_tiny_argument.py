@@ -43,8 +43,12 @@ def positive_subnormal(x):
 
 
 def exactly_zero(x):
-    """x is +0 or -0 (not a subnormal that the backend flushes to zero)."""
-    return (_bits(x) << 1) == 0
+    """x is +0 or -0 (not a subnormal that the backend flushes to zero).
+
+    Not (bits << 1) == 0: inside a fused kernel LLVM folds that idiom back
+    into the float comparison x == 0, which flushes subnormals."""
+    subnormal = positive_subnormal(x) | positive_subnormal(-x)
+    return (x == 0) & ~subnormal
 
 
 def safe_log(x):

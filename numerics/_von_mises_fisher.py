@@ -1,5 +1,7 @@
 """The von Mises-Fisher distribution on the unit sphere S^{d-1}."""
 
+import numbers
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -11,9 +13,34 @@ from ._log_bessel import log_iv, log_iv_ratio
 from ._small_order import log_gamma_1p
 
 
-def _check_dimension(d) -> None:
-    if isinstance(d, bool) or not isinstance(d, int) or d < 2:
-        raise ValueError(f"d must be a Python int >= 2, got {d!r}")
+def _check_dimension(d) -> int:
+    """d as a Python int; numpy integers are accepted."""
+    if isinstance(d, jax.core.Tracer):
+        raise TypeError(
+            "d sets the dimension and must be a concrete integer, got a traced "
+            "value; under jit mark it static (static_argnums), or close over it"
+        )
+    if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 2:
+        raise ValueError(f"d must be an integer >= 2, got {d!r}")
+    return int(d)
+
+
+def _unit_tolerance(dtype) -> float:
+    """How far from 1 a norm may be and still count as a unit vector: scipy's
+    relative 1e-5, or 16 eps in dtypes too coarse for that (float16)."""
+    return max(1e-5, 16 * float(jnp.finfo(dtype).eps))
+
+
+def _off_sphere(x: Array) -> Array:
+    """True where the last axis of x is not a unit vector (nan included)."""
+    norm = jnp.linalg.norm(x, axis=-1)
+    return ~(jnp.abs(norm - 1.0) <= _unit_tolerance(x.dtype))
+
+
+def _concretely_true(condition: Array) -> bool:
+    """condition is a known True: computed outside any trace (inside one,
+    even operations on constants give tracers, and nothing is known)."""
+    return not isinstance(condition, jax.core.Tracer) and bool(condition)
 
 
 def _float_input(kappa) -> Array:
@@ -47,7 +74,7 @@ def vmf_log_normalizer(d: int, kappa: ArrayLike) -> Float[Array, "..."]:
     References:
         Mardia & Jupp, "Directional Statistics" (2000), 9.3.
     """
-    _check_dimension(d)
+    d = _check_dimension(d)
     kappa = _float_input(kappa)
     return _log_normalizer(jnp.asarray(d, kappa.dtype), kappa)
 
@@ -79,7 +106,7 @@ def mean_resultant_length(d: int, kappa: ArrayLike) -> Float[Array, "..."]:
             computation: one compilation serves every $d$).
         kappa: concentration >= 0.
     """
-    _check_dimension(d)
+    d = _check_dimension(d)
     kappa = _float_input(kappa)
     return _mean_resultant_length(jnp.asarray(d, kappa.dtype), kappa)
 
@@ -87,6 +114,9 @@ def mean_resultant_length(d: int, kappa: ArrayLike) -> Float[Array, "..."]:
 @jax.jit
 def _mean_resultant_length(d: Array, kappa: Array) -> Array:
     return jnp.where(kappa == 0, 0.0, jnp.exp(log_iv_ratio(d / 2 - 1, kappa)))
+
+
+_MAX_DRAWS = 1000
 
 
 class VonMisesFisher(eqx.Module):
@@ -98,7 +128,17 @@ class VonMisesFisher(eqx.Module):
 
     Attributes:
         mean_direction: unit vector $\mu$, shape (d,).
-        concentration: $\kappa \ge 0$, a scalar.
+        concentration: $\kappa \ge 0$, a scalar; $\kappa = \infty$ is the
+            point mass at $\mu$ (its samples are $\mu$), nan gives nan.
+
+    As ``scipy.stats.vonmises_fisher``: a mean direction that is not a unit
+    vector (relative tolerance 1e-5, or 16 eps in float16), a negative
+    concentration, and in ``log_prob`` a point off the sphere, raise a
+    ``ValueError`` where the values are concrete; under a JAX transform
+    (jit, vmap, grad), where they cannot be inspected, every result of such a
+    distribution (``log_prob``, ``sample``, ``mean``, ``entropy``,
+    ``log_normalizer``) is nan instead, and so is ``log_prob`` at such a
+    point.
 
     References:
         Wood, "Simulation of the von Mises Fisher distribution", Commun.
@@ -121,23 +161,46 @@ class VonMisesFisher(eqx.Module):
         self.concentration = jnp.asarray(concentration, mean_direction.dtype)
         if self.concentration.ndim != 0:
             raise ValueError("concentration must be a scalar; vmap for a batch.")
+        if _concretely_true(_off_sphere(mean_direction)):
+            raise ValueError(
+                "mean_direction must be a unit vector, got norm "
+                f"{float(jnp.linalg.norm(mean_direction))}; divide it by its norm"
+            )
+        if _concretely_true(self.concentration < 0):
+            raise ValueError(
+                f"concentration must be >= 0, got {float(self.concentration)}"
+            )
+
+    def _invalid(self) -> Array:
+        """Under a transform the checks of __init__ become this mask."""
+        return _off_sphere(self.mean_direction) | (self.concentration < 0)
 
     @property
     def dim(self) -> int:
         return self.mean_direction.shape[0]
 
     def log_normalizer(self) -> Float[Array, ""]:
-        return vmf_log_normalizer(self.dim, self.concentration)
+        value = vmf_log_normalizer(self.dim, self.concentration)
+        return jnp.where(self._invalid(), jnp.nan, value)
 
-    def log_prob(self, x: Float[Array, "... d"]) -> Float[Array, "..."]:
+    def log_prob(self, x: ArrayLike) -> Float[Array, "..."]:
         """log p(x) for unit vectors x (the last axis is the sphere's)."""
-        if x.shape[-1] != self.dim:
+        x = jnp.asarray(x, self.mean_direction.dtype)
+        if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"x must end in an axis of size {self.dim}, got {x.shape}")
-        return self.log_normalizer() + self.concentration * (x @ self.mean_direction)
+        off_sphere = _off_sphere(x)
+        if _concretely_true(jnp.any(off_sphere)):
+            raise ValueError(
+                "log_prob is defined on the unit sphere; some rows of x are not "
+                "unit vectors (divide them by their norms)"
+            )
+        value = self.log_normalizer() + self.concentration * (x @ self.mean_direction)
+        return jnp.where(off_sphere, jnp.nan, value)
 
     def mean(self) -> Float[Array, " d"]:
         """E[x] = A_d(kappa) mu."""
-        return mean_resultant_length(self.dim, self.concentration) * self.mean_direction
+        length = mean_resultant_length(self.dim, self.concentration)
+        return jnp.where(self._invalid(), jnp.nan, length * self.mean_direction)
 
     def entropy(self) -> Float[Array, ""]:
         """-log C_d(kappa) - kappa A_d(kappa)."""
@@ -146,9 +209,12 @@ class VonMisesFisher(eqx.Module):
 
     @eqx.filter_jit
     def sample(
-        self, key: PRNGKeyArray, shape: tuple[int, ...] = ()
+        self, key: PRNGKeyArray, shape: int | tuple[int, ...] = ()
     ) -> Float[Array, "..."]:
-        """Samples of shape ``shape + (d,)`` by Wood's algorithm."""
+        """Samples of shape ``shape + (d,)`` by Wood's algorithm (an int shape
+        n means (n,), as in jax.random)."""
+        if isinstance(shape, numbers.Integral):
+            shape = (int(shape),)
         d = self.dim
         num = 1
         for s in shape:
@@ -159,36 +225,61 @@ class VonMisesFisher(eqx.Module):
         tangent = tangent / jnp.linalg.norm(tangent, axis=-1, keepdims=True)
         radial = jnp.sqrt(one_minus_w * (1.0 + w))
         x = jnp.concatenate([w[:, None], radial[:, None] * tangent], axis=-1)
-        return self._rotate_from_first_axis(x).reshape(*shape, d)
+        x = self._rotate_from_first_axis(x)
+        return jnp.where(self._invalid(), jnp.nan, x).reshape(*shape, d)
 
     def _sample_w(self, key):
+        """(w, 1 - w) for w = mu^T x; kappa = inf gives w = 1 (x = mu), nan
+        gives nan. The rejection loop runs on a finite stand-in there, and is
+        cut off after _MAX_DRAWS draws, giving nan: with Wood's envelope
+        most draws are accepted at any finite kappa, so only a loop whose
+        arithmetic has broken down gets there."""
         d = self.dim
         dtype = self.mean_direction.dtype
-        kappa = self.concentration
+        concentration = self.concentration
+        kappa = jnp.where(jnp.isfinite(concentration), concentration, 1.0)
         m1 = d - 1.0
         # b = (d-1) / (2 kappa + sqrt(4 kappa^2 + (d-1)^2)), Wood's b without
-        # the cancellation of (-2 kappa + sqrt(...)) / (d-1).
-        b = m1 / (2.0 * kappa + jnp.sqrt(4.0 * kappa * kappa + m1 * m1))
+        # the cancellation of (-2 kappa + sqrt(...)) / (d-1); hypot so that
+        # 4 kappa^2 does not overflow.
+        b = m1 / (2.0 * kappa + jnp.hypot(2.0 * kappa, m1))
         x0 = (1.0 - b) / (1.0 + b)
-        c = kappa * x0 + m1 * jnp.log(1.0 - x0 * x0)
+        one_minus_x0 = 2.0 * b / (1.0 + b)
+        # Wood's test kappa w + m1 log(1 - x0 w) - c >= log u, with
+        # c = kappa x0 + m1 log(1 - x0^2), written in 1 - x0 and 1 - w: at
+        # kappa >> d, w and x0 round to 1, and kappa (w - x0) and
+        # log(1 - x0 w) would be 0 * inf and log 0.
+        log_one_minus_x0_squared = jnp.log(4.0 * b) - 2.0 * jnp.log1p(b)
 
-        def draw(key):
+        def draw(state):
+            key, tries = state[0], state[4]
             key_z, key_u, key_next = jr.split(key, 3)
             z = jr.beta(key_z, m1 / 2, m1 / 2, dtype=dtype)
             denominator = 1.0 - (1.0 - b) * z
             w = (1.0 - (1.0 + b) * z) / denominator
             one_minus_w = 2.0 * b * z / denominator
             log_u = jnp.log(jr.uniform(key_u, dtype=dtype))
-            accept = kappa * w + m1 * jnp.log(1.0 - x0 * w) - c >= log_u
-            return key_next, w, one_minus_w, accept
+            log_gap = jnp.log(one_minus_x0 + x0 * one_minus_w)
+            accept = (
+                kappa * (one_minus_x0 - one_minus_w)
+                + m1 * (log_gap - log_one_minus_x0_squared)
+                >= log_u
+            )
+            return key_next, w, one_minus_w, accept, tries + 1
 
         def not_done(state):
-            return ~state[3]
+            return ~state[3] & (state[4] < _MAX_DRAWS)
 
-        def body(state):
-            return draw(state[0])
-
-        _, w, one_minus_w, _ = lax.while_loop(not_done, body, draw(key))
+        zero = jnp.zeros((), dtype)
+        first = draw((key, zero, zero, jnp.asarray(False), jnp.asarray(0, jnp.int32)))
+        _, w, one_minus_w, accepted, _ = lax.while_loop(not_done, draw, first)
+        w = jnp.where(accepted, w, jnp.nan)
+        one_minus_w = jnp.where(accepted, one_minus_w, jnp.nan)
+        point_mass = concentration == jnp.inf
+        w = jnp.where(point_mass, 1.0, jnp.where(jnp.isnan(concentration), jnp.nan, w))
+        one_minus_w = jnp.where(
+            point_mass, 0.0, jnp.where(jnp.isnan(concentration), jnp.nan, one_minus_w)
+        )
         return w, one_minus_w
 
     def _rotate_from_first_axis(self, x):
