@@ -125,6 +125,21 @@ def _reciprocal_jvp(primals, tangents):
     return inverse, -(denominator_dot * inverse) * inverse
 
 
+@jax.custom_jvp
+def _divide(numerator, denominator):
+    """numerator / denominator, differentiable to any order where the
+    denominator's square leaves the float range (the default rule forms
+    denominator^-2: 0 * inf at a tiny denominator)."""
+    return numerator / denominator
+
+
+@_divide.defjvp
+def _divide_jvp(primals, tangents):
+    (numerator, denominator), (numerator_dot, denominator_dot) = primals, tangents
+    quotient = _divide(numerator, denominator)
+    return quotient, _divide(numerator_dot - quotient * denominator_dot, denominator)
+
+
 def _divide_both(a, b, denominator):
     """(a / denominator, b / denominator) with one reciprocal."""
     inverse = _reciprocal(denominator)
@@ -312,7 +327,9 @@ def _recur_up(n, mu, x, q, params, unroll):
         product, q = state
         active = j < n
         product = jnp.where(active, product * (q / scale), product)
-        q = jnp.where(active, x * (x / q) + 2.0 * (mu + j + 1.0), q)
+        # x / q is ~1 where x is tiny, but x^2 (in the default rule's
+        # q^-2) underflows from x ~ 1e-154: the order derivative was -inf
+        q = jnp.where(active, x * _divide(x, q) + 2.0 * (mu + j + 1.0), q)
         return product, q
 
     product, q = fixed_loop(

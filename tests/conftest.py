@@ -8,6 +8,28 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import jax  # noqa: E402
 import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+# Property-based tests: a small fixed budget by default (derandomized, so a
+# run is reproducible and CI cannot flake on a new draw), a large random one
+# under --runslow. Examples are slow (a compiled program and mpmath at 40
+# digits), hence no deadline, and no shrinking by default: a failing batch
+# is reported as drawn instead of after minutes of shrinking.
+settings.register_profile(
+    "default-suite",
+    max_examples=6,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "runslow",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # float64 on unless the run asks for float32 only; the library itself never
 # touches jax.config.
@@ -30,6 +52,9 @@ if os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS", "0") == "1":
 
 
 def pytest_configure(config):
+    settings.load_profile(
+        "runslow" if config.getoption("--runslow") else "default-suite"
+    )
     # With -n, xdist's default --dist load hands out tests in small batches as
     # workers free up, so parametrisations that share one compiled program
     # land on both workers and are compiled twice. worksteal gives each worker
