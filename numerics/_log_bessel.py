@@ -193,9 +193,13 @@ def _log_i_signed(v, x, scaled):
         log_abs = jnp.where(c == 0, at_integer, log_abs)
         # At x = 0 the K term dominates: I_{-v}(0) = +-inf unless v is an integer.
         log_abs = jnp.where(
-            (x == 0) & (c != 0), jnp.inf, jnp.where(x == 0, log_i, log_abs)
+            exactly_zero(x) & (c != 0),
+            jnp.inf,
+            jnp.where(exactly_zero(x), log_i, log_abs),
         )
-        sign = jnp.where(x == 0, jnp.where(c == 0, 1.0, jnp.sign(c)), jnp.sign(total))
+        sign = jnp.where(
+            exactly_zero(x), jnp.where(c == 0, 1.0, jnp.sign(c)), jnp.sign(total)
+        )
         return (
             jnp.where(v < 0, log_abs, log_i),
             jnp.where(v < 0, sign, jnp.ones_like(log_i)),
@@ -359,7 +363,7 @@ def log_iv_ratio(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     vs, xs, inside = _interior(v, x)
     # autodiff differentiates the kernel itself here: keep its loops rolled
     _, log_ratio, _ = log_i_and_ratio(vs, xs, scaled=False, unroll=False)
-    edge = jnp.where(x == 0, -jnp.inf, jnp.where(x == jnp.inf, 0.0, jnp.nan))
+    edge = jnp.where(exactly_zero(x), -jnp.inf, jnp.where(x == jnp.inf, 0.0, jnp.nan))
     positive = jnp.where(inside, log_ratio, edge)
     return jnp.where(v < 0, log_iv(v + 1, x) - log_iv(v, x), positive)
 
@@ -375,6 +379,6 @@ def log_kv_ratio(v: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     v, x = _prepare(v, x)
     vs, xs, inside = _interior(v, x)
     _, log_ratio, _ = log_k_and_ratio(vs, xs, scaled=False, unroll=False)
-    edge = jnp.where(x == 0, jnp.inf, jnp.where(x == jnp.inf, 0.0, jnp.nan))
+    edge = jnp.where(exactly_zero(x), jnp.inf, jnp.where(x == jnp.inf, 0.0, jnp.nan))
     positive = jnp.where(inside, log_ratio, edge)
     return jnp.where(v < 0, log_kv(v + 1, x) - log_kv(v, x), positive)

@@ -6,6 +6,9 @@ import os
 # measured 0.69 s of CPU with the default, 0.0064 s with one thread).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
 import jax  # noqa: E402
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -51,7 +54,37 @@ if os.environ.get("JAX_DISABLE_MOST_OPTIMIZATIONS", "0") == "1":
     jax.config.update("jax_disable_most_optimizations", True)
 
 
+def _share_compilations(config):
+    """One XLA compilation cache for the whole run, in a fresh temporary
+    directory that the run removes: identical programs built by different
+    tests (a jitted lambda per test is a new function to jax's in-memory
+    cache) or by the other xdist worker are compiled once. Measured 10% less
+    CPU time on the solver contract tests. The run starts empty, so every
+    program is still compiled from scratch once, as a user's first call
+    would. SCIAX_TEST_XLA_CACHE=0 turns it off."""
+    if os.environ.get("SCIAX_TEST_XLA_CACHE", "1") == "0":
+        return
+    if "SCIAX_TEST_XLA_CACHE_DIR" not in os.environ:
+        # the controller (or a run without xdist): workers, started after
+        # this hook, inherit the variable
+        directory = tempfile.mkdtemp(prefix="sciax-xla-cache-")
+        os.environ["SCIAX_TEST_XLA_CACHE_DIR"] = directory
+        config.sciax_cache_to_remove = directory
+    jax.config.update(
+        "jax_compilation_cache_dir", os.environ["SCIAX_TEST_XLA_CACHE_DIR"]
+    )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    directory = getattr(config, "sciax_cache_to_remove", None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def pytest_configure(config):
+    _share_compilations(config)
     settings.load_profile(
         "runslow" if config.getoption("--runslow") else "default-suite"
     )

@@ -33,7 +33,7 @@ VALUE_FUNCTIONS = {
 # jitted program (about half the compile time of the functions one by one)
 # and select points afterwards, so that no other shape is compiled.
 @functools.partial(jax.jit, static_argnums=0)
-def _values(names, v, x):
+def values(names, v, x):
     return {name: VALUE_FUNCTIONS[name](v, x) for name in names}
 
 
@@ -41,7 +41,7 @@ def _values(names, v, x):
 def _float64_values():
     table = bessel_reference()
     v, x = jnp.asarray(table["v"]), jnp.asarray(table["x"])
-    out = _values(tuple(sorted(VALUE_FUNCTIONS)), v, x)
+    out = values(tuple(sorted(VALUE_FUNCTIONS)), v, x)
     return {name: np.asarray(value) for name, value in out.items()}
 
 
@@ -51,21 +51,26 @@ NOT_ZERO_V = np.array([0.5, 3.0, 40.0])
 NOT_ZERO_X = np.full(3, 2.0)
 
 
+@jax.jit
+def slope_program(v, x):
+    """(d/dv, d/dx) of log I and log K: reverse mode gives both from one
+    pass. Shared with test_properties.py at the same shape."""
+    return {
+        name: jax.vmap(jax.grad(VALUE_FUNCTIONS[name], argnums=(0, 1)))(v, x)
+        for name in ("log_iv", "log_kv")
+    }
+
+
+SLOPE_POINTS = len(bessel_reference()["v"]) + len(NOT_ZERO_V)
+
+
 @functools.cache
 def _slopes():
-    """(d/dv, d/dx) of log I and log K at the table's points and NOT_ZERO's,
-    in one program: reverse mode gives both from one pass."""
+    """slope_program at the table's points and NOT_ZERO's, in one program."""
     table = bessel_reference()
     v = jnp.asarray(np.concatenate([table["v"], NOT_ZERO_V]))
     x = jnp.asarray(np.concatenate([table["x"], NOT_ZERO_X]))
-
-    @jax.jit
-    def program(v, x):
-        return {
-            name: jax.vmap(jax.grad(VALUE_FUNCTIONS[name], argnums=(0, 1)))(v, x)
-            for name in ("log_iv", "log_kv")
-        }
-
+    program = slope_program
     out = program(v, x)
     return {name: tuple(np.asarray(s) for s in slopes) for name, slopes in out.items()}
 
@@ -122,12 +127,12 @@ def test_float32_against_float64(table, name):
     v32 = table["v"].astype(np.float32)
     x32 = table["x"].astype(np.float32)
     ours = np.asarray(
-        _values(("log_iv", "log_kv"), jnp.asarray(v32), jnp.asarray(x32))[name]
+        values(("log_iv", "log_kv"), jnp.asarray(v32), jnp.asarray(x32))[name]
     )
     assert ours.dtype == np.float32
     # the float64 program at the table's shape: the rounded points as float64
     reference = np.asarray(
-        _values(
+        values(
             tuple(sorted(VALUE_FUNCTIONS)),
             jnp.asarray(v32, jnp.float64),
             jnp.asarray(x32, jnp.float64),

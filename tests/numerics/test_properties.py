@@ -2,8 +2,9 @@
 (v, x) over the documented domain: values in float64 and float32, first
 derivatives in float64.
 
-Each hypothesis example is a batch of POINTS points, so one compiled program
-per dtype serves every example. The default run draws a small, derandomized
+Each hypothesis example is a batch of POINTS points, evaluated by the
+accuracy tests' compiled programs (padded to their shape), so these tests
+compile nothing of their own. The default run draws a small, derandomized
 budget over v in [0, 200] and x from 1e-300 (1e-44 in float32, the underflow
 band and subnormal x included) to 1e3, where mpmath answers in milliseconds;
 ``--runslow`` draws a random, larger budget (the hypothesis profile is
@@ -22,7 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sciax import numerics
-from tests.helpers import eps, mixed_error
+from tests.helpers import bessel_reference, eps, mixed_error
+from tests.numerics import test_log_bessel_accuracy as accuracy
 
 pytestmark = pytest.mark.skipif(
     not jax.config.jax_enable_x64, reason="the reference checks need float64"
@@ -49,17 +51,33 @@ def _points(smallest_log10_x):
     return st.lists(pair, min_size=POINTS, max_size=POINTS)
 
 
-@functools.cache
-def _program(dtype):
-    """Values, and in float64 the gradients, of both functions in one
-    compiled program."""
+def _padded(column, size, dtype):
+    """column in front, 1.0 behind: the accuracy tests' shape, so that their
+    compiled programs serve these tests (in one process, or through the
+    suite's shared compilation cache)."""
+    out = np.ones(size, dtype)
+    out[: len(column)] = column
+    return jnp.asarray(out)
 
-    @jax.jit
+
+def _program(dtype):
+    """Values, and in float64 the gradients, of both functions, by the
+    accuracy tests' programs."""
+    size = len(bessel_reference()["v"])
+
     def program(v, x):
-        out = {name: f(v, x) for name, f in FUNCTIONS.items()}
+        names = tuple(sorted(accuracy.VALUE_FUNCTIONS))
+        if dtype == jnp.float32:
+            names = ("log_iv", "log_kv")
+        out = accuracy.values(names, _padded(v, size, dtype), _padded(x, size, dtype))
+        out = {name: out[name][: len(v)] for name in FUNCTIONS}
         if dtype == jnp.float64:
-            for name, f in FUNCTIONS.items():
-                out[name + "_slopes"] = jax.vmap(jax.grad(f, argnums=(0, 1)))(v, x)
+            slopes = accuracy.slope_program(
+                _padded(v, accuracy.SLOPE_POINTS, dtype),
+                _padded(x, accuracy.SLOPE_POINTS, dtype),
+            )
+            for name in FUNCTIONS:
+                out[name + "_slopes"] = tuple(s[: len(v)] for s in slopes[name])
         return out
 
     return program
@@ -85,7 +103,7 @@ def _reference(name, v, x):
 
 def _check_float64(pairs):
     v, x = (np.asarray(column, np.float64) for column in zip(*pairs, strict=True))
-    out = _program(jnp.float64)(jnp.asarray(v), jnp.asarray(x))
+    out = _program(jnp.float64)(v, x)
     for name in FUNCTIONS:
         reference = np.array([_reference(name, *p) for p in zip(v, x, strict=True)])
         value = np.asarray(out[name])
@@ -115,7 +133,7 @@ def test_float32_values(pairs):
     v = np.array([p[0] for p in pairs], np.float32)
     x = np.array([p[1] for p in pairs], np.float32)
     keep = x > 0  # the draw may round below float32's smallest subnormal
-    out = _program(jnp.float32)(jnp.asarray(v), jnp.asarray(x))
+    out = _program(jnp.float32)(v, x)
     for name in FUNCTIONS:
         ours = np.asarray(out[name])
         assert ours.dtype == np.float32
