@@ -1,13 +1,19 @@
 """Accuracy of the log-Bessel functions against tests/data/bessel_reference.csv.
 
-    python benchmarks/bessel_accuracy.py
+    python benchmarks/bessel_accuracy.py [--second-derivatives]
 
+Also: the underflow band (tests/data/underflow_band_reference.csv: I_v(x)
+below the dtype's smallest normal, subnormal x included) and, with
+--second-derivatives (minutes of compilation on a CPU), d2/dv2, d2/dvdx and
+d2/dx2 of log I and log K by jax.hessian against
+tests/data/second_derivative_reference.csv (relative to max(1, |ref|)).
 Error metric: |ours - mpmath| / max(1, |mpmath|) in units of the dtype's eps
 (float32: inputs rounded to float32, reference = our float64 at those inputs,
 which the float64 rows hold to mpmath). Regions: "debye" v >= 20,
 "small-order" v < 20; "near log f = 0" rows are those with |log f| < 5.
 """
 
+import csv
 import sys
 from pathlib import Path
 
@@ -19,7 +25,47 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sciax import numerics
-from tests.helpers import bessel_reference, mixed_error
+from tests.helpers import DATA, bessel_reference, mixed_error
+
+
+def _rows(name):
+    with (DATA / name).open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def underflow_band():
+    rows = _rows("underflow_band_reference.csv")
+    for dtype in (np.float64, np.float32):
+        chosen = [row for row in rows if row["dtype"] == np.dtype(dtype).name]
+        v = jnp.asarray([float(row["v"]) for row in chosen], dtype)
+        x = jnp.asarray([float(row["x"]) for row in chosen], dtype)
+        for name, function in (
+            ("log_iv", numerics.log_iv),
+            ("log_kv", numerics.log_kv),
+        ):
+            ours = np.asarray(function(v, x), np.float64)
+            reference = np.array([float(row[name]) for row in chosen])
+            error = mixed_error(ours, reference) / np.finfo(dtype).eps
+            error = np.where(np.isfinite(ours), error, np.inf)
+            summarise(f"{name} {np.dtype(dtype).name} underflow band", error)
+
+
+def second_derivatives():
+    rows = _rows("second_derivative_reference.csv")
+    for name, function in (("log_iv", numerics.log_iv), ("log_kv", numerics.log_kv)):
+        chosen = [row for row in rows if row["function"] == name]
+        v = jnp.asarray([float(row["v"]) for row in chosen])
+        x = jnp.asarray([float(row["x"]) for row in chosen])
+        hessians = jax.jit(jax.vmap(jax.hessian(function, (0, 1))))(v, x)
+        for key, entry in (("d2_dv2", (0, 0)), ("d2_dvdx", (0, 1)), ("d2_dx2", (1, 1))):
+            ours = np.asarray(hessians[entry[0]][entry[1]])
+            reference = np.array([float(row[key]) for row in chosen])
+            error = np.abs(ours - reference) / np.maximum(1.0, np.abs(reference))
+            print(
+                f"{key + ' ' + name + ' (relative, not eps)':44} {error.size:5d} "
+                f"{np.max(error):9.2e} {np.median(error):8.1e} "
+                f"{np.sum(~np.isfinite(ours)):6d}"
+            )
 
 
 def summarise(label, error):
@@ -93,6 +139,9 @@ def main():
             f"{'d/dv ' + name + ' float64 (relative, not eps)':44} {err_v.size:5d} "
             f"{np.max(err_v):9.2e} {np.median(err_v):8.1e} {np.sum(~np.isfinite(slope_v)):6d}"
         )
+    underflow_band()
+    if "--second-derivatives" in sys.argv:
+        second_derivatives()
 
 
 if __name__ == "__main__":

@@ -187,6 +187,9 @@ def _x_slopes(v, x, tangent, cotangent):
     return out
 
 
+# slow: weaker than the x-derivative against mpmath (the accuracy table and
+# the property tests), which run by default
+@pytest.mark.slow
 def test_gradients_in_x_by_finite_differences():
     """What jax.test_util.check_grads(order=1, modes=["fwd", "rev"]) checks, for
     all four functions in one compiled program: forward mode against central
@@ -261,7 +264,9 @@ def test_large_batches_grouped_by_region_match_small_ones(name):
         np.testing.assert_allclose(big[:1000], little, rtol=1e-13, atol=0)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize(
+    "dtype", [jnp.float16, pytest.param(jnp.bfloat16, marks=pytest.mark.slow)]
+)
 def test_16_bit_inputs_computed_in_float32_returned_in_their_dtype(dtype):
     v = np.array([0.5, 3.0, 40.0])
     x = np.array([0.25, 2.0, 30.0])

@@ -11,8 +11,6 @@ band and subnormal x included) to 1e3, where mpmath answers in milliseconds;
 chosen in tests/conftest.py).
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import mpmath
@@ -25,6 +23,7 @@ from hypothesis import strategies as st
 from sciax import numerics
 from tests.helpers import bessel_reference, eps, mixed_error
 from tests.numerics import test_log_bessel_accuracy as accuracy
+from tests.numerics.test_log_bessel import evaluate
 
 pytestmark = pytest.mark.skipif(
     not jax.config.jax_enable_x64, reason="the reference checks need float64"
@@ -148,20 +147,6 @@ def test_float32_values(pairs):
         assert error.max() <= 8, (name, v[keep], x[keep], error)
 
 
-@functools.cache
-def _edge_program():
-    @jax.jit
-    def program(v, x):
-        return {
-            "log_iv": numerics.log_iv(v, x),
-            "log_ive": numerics.log_ive(v, x),
-            "log_kv": numerics.log_kv(v, x),
-            "log_kve": numerics.log_kve(v, x),
-        }
-
-    return program
-
-
 def _any_float():
     """Every kind of float64: nan, +-inf, +-0, subnormal, huge, negative."""
     return st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True)
@@ -177,7 +162,11 @@ def test_any_float_input_against_scipy(pairs):
     positive normal number, the same log within 1e-12 relative (SciPy's own
     accuracy, not ours, sets the bound)."""
     v, x = (np.asarray(column, np.float64) for column in zip(*pairs, strict=True))
-    out = _edge_program()(jnp.asarray(v), jnp.asarray(x))
+    # test_log_bessel's program: compiled once for both files
+    everything = evaluate(v, x)
+    out = {
+        name: everything[name] for name in ("log_iv", "log_ive", "log_kv", "log_kve")
+    }
     with np.errstate(all="ignore"):
         scipy_values = {
             "log_ive": scipy.special.ive(v, x),

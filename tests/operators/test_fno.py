@@ -40,9 +40,23 @@ def test_spectral_convolution_commutes_with_periodic_shifts_and_resolution():
     np.testing.assert_allclose(shifted, jnp.roll(coarse, 3, axis=1), atol=1e-12)
 
 
-@pytest.mark.parametrize("ndim, grid", [(1, (24,)), (2, (20, 18)), (3, (10, 10, 12))])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-def test_fno_shapes_dtypes_jit_and_vmap(ndim, grid, dtype):
+# Every dimension in float32 and float64 2-D by default; the other float64
+# cases (13-18 s each on 2 cores) under --runslow.
+@pytest.mark.parametrize(
+    "dtype, ndim, grid",
+    [
+        pytest.param(dtype, ndim, grid, marks=[pytest.mark.slow] if slow else [])
+        for dtype, ndim, grid, slow in [
+            (jnp.float32, 1, (24,), False),
+            (jnp.float32, 2, (20, 18), False),
+            (jnp.float32, 3, (10, 10, 12), False),
+            (jnp.float64, 1, (24,), True),
+            (jnp.float64, 2, (20, 18), False),
+            (jnp.float64, 3, (10, 10, 12), True),
+        ]
+    ],
+)
+def test_fno_shapes_dtypes_jit_and_vmap(dtype, ndim, grid):
     model = operators.FNO(
         2,
         1,

@@ -55,7 +55,9 @@ def leaves(model):
     ]
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize(
+    "dtype", [jnp.float32, pytest.param(jnp.float64, marks=pytest.mark.slow)]
+)
 def test_training_lowers_the_loss(dtype):
     x, y = smoothing_problem(dtype)
     model = small_fno(dtype)

@@ -136,5 +136,7 @@ SHARDED = textwrap.dedent(
 )
 
 
+# slow: the Darcy generator's 8-device test covers the shared sharding code
+@pytest.mark.slow
 def test_samples_split_over_eight_host_devices_agree():
     assert run_with_eight_host_devices(SHARDED).startswith("ok")

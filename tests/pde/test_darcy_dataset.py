@@ -56,6 +56,8 @@ def test_samples_agree_with_a_sparse_direct_solve():
         assert np.all(np.asarray(u)[0] == 0) and np.all(np.asarray(u)[:, -1] == 0)
 
 
+# slow: the 8-device test checks the same independence across splits
+@pytest.mark.slow
 def test_a_sample_does_not_depend_on_its_batch():
     key = jax.random.key(2)
     whole = pde.darcy_samples(key, 4, resolution=RESOLUTION).solution

@@ -292,7 +292,9 @@ def _allen_cahn_3d(p, u, uxx, uyy, uzz):
     return uxx + uyy + uzz + u * (u**2 - 1) - (_laplacian_3d(p) + wave * (wave**2 - 1))
 
 
-@pytest.mark.parametrize("equation", [_poisson_3d, _allen_cahn_3d])
+@pytest.mark.parametrize(
+    "equation", [_poisson_3d, pytest.param(_allen_cahn_3d, marks=pytest.mark.slow)]
+)
 def test_three_dimensional_box(equation):
     # 16^3 nodes, a squared-exponential kernel per axis: 4,096 whitened
     # unknowns, the dense normal matrix in the kernel's rank
@@ -329,6 +331,7 @@ def _box_error(n, kernel):
     return _relative_error(solution)
 
 
+@pytest.mark.slow
 def test_error_falls_as_the_grid_is_refined():
     # manufactured solution, fixed squared-exponential kernel: spectral
     # convergence until the rank cutoff

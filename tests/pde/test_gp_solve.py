@@ -75,6 +75,7 @@ def test_derivative_of_the_solution():
     )
 
 
+@pytest.mark.slow
 def test_error_falls_as_the_grid_is_refined():
     # fixed smooth kernel, so the grid alone controls the error
     kernel = pde.SquaredExponentialKernel(jnp.asarray(0.0), jnp.log(0.05))
@@ -87,7 +88,7 @@ def test_error_falls_as_the_grid_is_refined():
     assert errors[0] > 10 * errors[1] > 100 * errors[2]
 
 
-@pytest.mark.parametrize("nu", [2.5, 4.3])
+@pytest.mark.parametrize("nu", [2.5, pytest.param(4.3, marks=pytest.mark.slow)])
 def test_matern_kernel_any_order(nu):
     kernel = pde.MaternKernel(jnp.asarray(0.0), jnp.log(0.1), nu=nu)
     solution = pde.gp_solve(

@@ -31,6 +31,18 @@ SOLVERS = {
 }
 NONSYMMETRIC = ["GMRES", "GCRODR", "GMRESDR"]
 
+
+def solver_names(slow=()):
+    """SOLVERS' names as parameters, those in ``slow`` under --runslow: the
+    deflated solvers compile for seconds each, and GMRESDR shares
+    GCRODR's restart cycle, so the default suite checks some claims on
+    GCRODR alone to stay within its time budget."""
+    return [
+        pytest.param(name, marks=pytest.mark.slow) if name in slow else name
+        for name in SOLVERS
+    ]
+
+
 # Solver settings are static (each configuration compiles its own solve), so
 # the tests share them: ACCURATE with throw=False on spd_problem() is the
 # compiled solve of test_spd_against_dense_solve[None], reused by the SciPy,
@@ -111,7 +123,7 @@ def test_float32_kept_and_converges(name):
     assert residual <= 1e-5
 
 
-@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("name", solver_names(slow={"GMRESDR"}))
 def test_jit_matches_eager_and_vmap_matches_loop(name):
     operator, b = spd_problem()
     solver = SOLVERS[name](*ACCURATE)
@@ -126,7 +138,7 @@ def test_jit_matches_eager_and_vmap_matches_loop(name):
     np.testing.assert_allclose(jax.vmap(run)(batch), looped, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("name", solver_names(slow={"GMRESDR"}))
 def test_max_steps_is_reported_and_raised(name):
     operator, b = spd_problem()
     solver = SOLVERS[name](*SHORT)
@@ -176,8 +188,22 @@ def test_bad_input_is_refused_at_trace_time():
         solvers.solve(operator, b, solver, adjoint="backprop")
 
 
-@pytest.mark.parametrize("name", SOLVERS)
-@pytest.mark.parametrize("adjoint", ["implicit", "unrolled"])
+@pytest.mark.parametrize(
+    "name, adjoint",
+    [
+        pytest.param(
+            name,
+            adjoint,
+            id=f"{adjoint}-{name}",
+            # unrolled through a deflated restart: 27 s each on 2 cores
+            marks=[pytest.mark.slow]
+            if adjoint == "unrolled" and name in ("GCRODR", "GMRESDR")
+            else [],
+        )
+        for adjoint in ("implicit", "unrolled")
+        for name in SOLVERS
+    ],
+)
 def test_gradients_against_finite_differences(name, adjoint):
     n = 5
     coefficient = jnp.asarray(diffusion_coefficient(n, 4))

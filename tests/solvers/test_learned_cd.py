@@ -279,7 +279,13 @@ def test_save_load_round_trip(tmp_path, pairless_levels, pairless_up_levels):
 
 # two energy iterations: the loop and the stop-gradient between iterations
 # at half the program of the default four
-@pytest.mark.parametrize("loss_steps", [0, 2], ids=["one-step loss", "energy loss"])
+@pytest.mark.parametrize(
+    "loss_steps",
+    [
+        pytest.param(0, id="one-step loss"),
+        pytest.param(2, id="energy loss", marks=pytest.mark.slow),
+    ],
+)
 def test_training_resumes(tmp_path, loss_steps):
     """Five steps, then a second call that finds the checkpoint and runs the
     other five, end where ten uninterrupted steps end: the optimizer state

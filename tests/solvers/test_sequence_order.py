@@ -100,5 +100,6 @@ SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_chunks_sharded_over_eight_host_devices():
     assert run_with_eight_host_devices(SHARDED).startswith("ok")
