@@ -176,6 +176,8 @@ def test_grid_conventions_place_the_coordinate_channels():
     assert difference[1:].min() > 0
 
 
+# slow: operators/test_training.py trains the FNO through fit by default
+@pytest.mark.slow
 def test_training_steps_lower_the_loss_and_gradients_are_finite():
     model = operators.FNO(
         1,

@@ -44,6 +44,8 @@ def test_differentiation_matrix_is_exact_on_polynomials():
         pde.chebyshev_points(1)
 
 
+# slow: the 2-D box's spectral-convergence test runs by default
+@pytest.mark.slow
 def test_spectral_convergence():
     z = jnp.linspace(0.0, 2.0, 333)
     errors = []

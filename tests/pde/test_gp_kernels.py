@@ -23,7 +23,15 @@ def _kernels(dtype):
     }
 
 
-@pytest.mark.parametrize("name", list(_kernels(jnp.float64)))
+# the Matern mixture's derivatives are the Matern kernel's (checked by
+# default) summed; 16 s of compilation, so under --runslow
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name == "matern mixture" else name
+        for name in _kernels(jnp.float64)
+    ],
+)
 def test_each_derivative_is_the_slope_of_the_one_below(name):
     kernel = _kernels(jnp.float64)[name]
     d = jnp.asarray([-0.9, -0.31, 0.05, 0.4, 1.3])

@@ -183,7 +183,14 @@ def _check_shipped_multigrid_weights(grid, kind):
     assert steps < int(multigrid_cg.stats["num_steps"])
 
 
-@pytest.mark.parametrize("kind", ["box", "obstacles", "free-surface"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "box",
+        pytest.param("obstacles", marks=pytest.mark.slow),
+        pytest.param("free-surface", marks=pytest.mark.slow),
+    ],
+)
 def test_shipped_multigrid_weights_with_multigrid_steps(kind):
     """The shipped 2-D network (measured 4-6 iterations against
     multigrid-PCG's 6-7 at 24^2, where the V-cycle has two levels). The 3-D

@@ -207,9 +207,11 @@ def without_walls(operator):
     )
 
 
-@pytest.mark.parametrize(
-    "sizes", [(32, 64), pytest.param((256,), marks=pytest.mark.slow)]
-)
+# 45 s of CPU at (32, 64) on 2 cores: under --runslow with 256^2; the
+# default suite checks flat iterations under refinement on Darcy
+# coefficients (test_iterations_flat_under_refinement)
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes", [(32, 64), (256,)])
 def test_pressure_walls_keep_iterations_flat(sizes):
     """Neumann interpolation at the grid's walls and none onto solid cells
     (read off PressureOperator.boundary and .exterior): PCG needs 5-6

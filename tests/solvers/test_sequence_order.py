@@ -61,7 +61,9 @@ def _build(log_a):
     return solvers.DiffusionOperator(jnp.exp(log_a))
 
 
-@pytest.mark.parametrize("order", ["fft-pca", "greedy"])
+@pytest.mark.parametrize(
+    "order", ["fft-pca", pytest.param("greedy", marks=pytest.mark.slow)]
+)
 def test_chunked_sequence_solves_every_system(order):
     log_a, rhs = _darcy_sequence()
     solver = solvers.GCRODR(rtol=1e-10, atol=0.0, max_steps=2000, restart=20, recycle=4)
