@@ -323,5 +323,7 @@ DATA_PARALLEL = textwrap.dedent(
 )
 
 
+# slow (28 s of CPU): the Darcy generator's 8-device test runs by default
+@pytest.mark.slow
 def test_data_parallel_over_eight_host_devices_matches_one_device():
     assert run_with_eight_host_devices(DATA_PARALLEL).startswith("ok")

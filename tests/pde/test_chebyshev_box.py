@@ -116,6 +116,9 @@ def test_transport_with_inflow_data_only():
     )
 
 
+# slow: the reference solver's interpolation; its values at the grid are
+# checked by the convergence test, which runs by default
+@pytest.mark.slow
 def test_interpolation_matches_grid_and_pointwise():
     solution = pde.chebyshev_solve_box(poisson, smooth, DOMAIN, (16, 18), rtol=1e-11)
     nodes = jnp.stack(jnp.meshgrid(*solution.grids, indexing="ij"), axis=-1)

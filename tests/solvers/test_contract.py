@@ -32,6 +32,14 @@ SOLVERS = {
 NONSYMMETRIC = ["GMRES", "GCRODR", "GMRESDR"]
 
 
+# the preconditioned deflated solves that repeat GCRODR's (6-9 s each)
+_SLOW_PRECONDITIONED = {
+    ("GMRESDR", "jacobi"),
+    ("GMRESDR", "multigrid"),
+    ("RecycledCG", "multigrid"),
+}
+
+
 def solver_names(slow=()):
     """SOLVERS' names as parameters, those in ``slow`` under --runslow: the
     deflated solvers compile for seconds each (GMRESDR shares GCRODR's
@@ -45,7 +53,7 @@ def solver_names(slow=()):
 
 # Solver settings are static (each configuration compiles its own solve), so
 # the tests share them: ACCURATE with throw=False on spd_problem() is the
-# compiled solve of test_spd_against_dense_solve[None], reused by the SciPy,
+# compiled solve of test_spd_against_dense_solve[none-*], reused by the SciPy,
 # jit and vmap tests; SHORT with throw=False is shared by the max_steps and
 # NaN tests.
 ACCURATE = (1e-11, 0.0, 1000)
@@ -69,9 +77,22 @@ def dense_of(operator):
     return jax.vmap(operator.mv)(jnp.eye(n, dtype=operator.dtype)).T
 
 
-@pytest.mark.parametrize("name", SOLVERS)
 @pytest.mark.parametrize(
-    "preconditioner", [None, solvers.Jacobi(), solvers.Multigrid(coarsest_size=8)]
+    "name, preconditioner",
+    [
+        pytest.param(
+            name,
+            preconditioner,
+            id=f"{label}-{name}",
+            marks=[pytest.mark.slow] if (name, label) in _SLOW_PRECONDITIONED else [],
+        )
+        for label, preconditioner in [
+            ("none", None),
+            ("jacobi", solvers.Jacobi()),
+            ("multigrid", solvers.Multigrid(coarsest_size=8)),
+        ]
+        for name in SOLVERS
+    ],
 )
 def test_spd_against_dense_solve(name, preconditioner):
     operator, b = spd_problem()
@@ -90,7 +111,9 @@ def test_spd_against_dense_solve(name, preconditioner):
     assert int(solution.stats["num_matvecs"]) >= int(solution.stats["num_steps"])
 
 
-@pytest.mark.parametrize("name", NONSYMMETRIC)
+@pytest.mark.parametrize(
+    "name", ["GMRES", "GCRODR", pytest.param("GMRESDR", marks=pytest.mark.slow)]
+)
 def test_nonsymmetric_against_scipy(name):
     matrix = nonsymmetric_matrix()
     b = jnp.asarray(np.random.default_rng(1).normal(size=40))
@@ -113,7 +136,7 @@ def test_cg_against_scipy():
     np.testing.assert_allclose(ours.value, theirs, rtol=1e-7)
 
 
-@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("name", solver_names(slow={"GMRESDR"}))
 def test_float32_kept_and_converges(name):
     operator, b = spd_problem(dtype=jnp.float32)
     solution = solvers.solve(operator, b, SOLVERS[name](1e-5, 0.0, 1000))
