@@ -5,7 +5,8 @@
 Also: the underflow band (tests/data/underflow_band_reference.csv: I_v(x)
 below the dtype's smallest normal, subnormal x included) and, with
 --second-derivatives (minutes of compilation on a CPU), d2/dv2, d2/dvdx and
-d2/dx2 of log I and log K by jax.hessian against
+d2/dx2 of log I, log K, their scaled forms and the log ratios by jax.hessian
+against
 tests/data/second_derivative_reference.csv (relative to max(1, |ref|)).
 Error metric: |ours - mpmath| / max(1, |mpmath|) in units of the dtype's eps
 (float32: inputs rounded to float32, reference = our float64 at those inputs,
@@ -52,8 +53,13 @@ def underflow_band():
 
 def second_derivatives():
     rows = _rows("second_derivative_reference.csv")
-    for name, function in (("log_iv", numerics.log_iv), ("log_kv", numerics.log_kv)):
-        chosen = [row for row in rows if row["function"] == name]
+    # log_ive and log_kve differ from log_iv and log_kv by -x and +x, which
+    # no second derivative sees: they are checked against the same rows
+    table_rows = {"log_ive": "log_iv", "log_kve": "log_kv"}
+    names = ("log_iv", "log_kv", "log_ive", "log_kve", "log_iv_ratio", "log_kv_ratio")
+    for name in names:
+        function = getattr(numerics, name)
+        chosen = [row for row in rows if row["function"] == table_rows.get(name, name)]
         v = jnp.asarray([float(row["v"]) for row in chosen])
         x = jnp.asarray([float(row["x"]) for row in chosen])
         hessians = jax.jit(jax.vmap(jax.hessian(function, (0, 1))))(v, x)

@@ -2,7 +2,8 @@
 alone (no code of the library):
 
 - second_derivative_reference.csv: d^2/dv^2, d^2/dvdx and d^2/dx^2 of
-  log I_v(x) and log K_v(x) on a grid across the kernels' regions (the power
+  log I_v(x), log K_v(x) and the log ratios log(I_{v+1}/I_v),
+  log(K_{v+1}/K_v) on a grid across the kernels' regions (the power
   series v < 20, x <= 20; the recurrence and the uniform expansion; the tie
   v == x; tiny x), by mpmath's numerical differentiation of its own besseli
   and besselk at 40 digits.
@@ -24,17 +25,38 @@ import numpy as np
 HERE = Path(__file__).parent
 ORDERS = [0.0, 0.3, 1.5, 7.25, 19.5, 20.0, 35.0, 100.0, 250.0]
 ARGUMENTS = [1e-6, 0.05, 2.0, 20.0, 35.0, 100.0, 400.0]
-FUNCTIONS = {"log_iv": mpmath.besseli, "log_kv": mpmath.besselk}
+
+
+def _log_i(v, x):
+    return mpmath.log(mpmath.besseli(v, x))
+
+
+def _log_k(v, x):
+    return mpmath.log(mpmath.besselk(v, x))
+
+
+def _log_i_ratio(v, x):
+    return mpmath.log(mpmath.besseli(v + 1, x) / mpmath.besseli(v, x))
+
+
+def _log_k_ratio(v, x):
+    return mpmath.log(mpmath.besselk(v + 1, x) / mpmath.besselk(v, x))
+
+
+# log_ive and log_kve differ from log_iv and log_kv by -x and +x, which no
+# second derivative sees: their rows are log_iv's and log_kv's.
+FUNCTIONS = {
+    "log_iv": _log_i,
+    "log_kv": _log_k,
+    "log_iv_ratio": _log_i_ratio,
+    "log_kv_ratio": _log_k_ratio,
+}
 
 
 def second_derivatives():
     rows = []
     with mpmath.workdps(40):
-        for name, bessel in FUNCTIONS.items():
-
-            def log_f(v, x, bessel=bessel):
-                return mpmath.log(bessel(v, x))
-
+        for name, log_f in FUNCTIONS.items():
             for v in ORDERS:
                 for x in ARGUMENTS:
                     point = (mpmath.mpf(v), mpmath.mpf(x))
@@ -46,14 +68,6 @@ def second_derivatives():
                         ]
                     )
     return ["function", "v", "x", "d2_dv2", "d2_dvdx", "d2_dx2"], rows
-
-
-def _log_i(v, x):
-    return mpmath.log(mpmath.besseli(v, x))
-
-
-def _log_k(v, x):
-    return mpmath.log(mpmath.besselk(v, x))
 
 
 def underflow_band():

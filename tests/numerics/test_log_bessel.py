@@ -280,3 +280,25 @@ def test_16_bit_inputs_computed_in_float32_returned_in_their_dtype(dtype):
     for name in SIXTEEN_BIT:
         assert narrow[name].dtype == dtype, name
         np.testing.assert_array_equal(narrow[name], wide[name].astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_debye_sums_agree_on_every_backend(dtype):
+    """The Debye polynomials are evaluated side by side on CPU and one by one
+    on accelerators (``_debye._alternating_sums``); only the CPU one runs in
+    this suite, so the other is held to it here: the same operations, equal
+    but for XLA's choice of fused multiply-adds (1 ulp)."""
+    from sciax.numerics import _debye
+    from sciax.numerics._precision import kernel_parameters
+
+    u_polys, d_polys = _debye.debye_polynomials(kernel_parameters(dtype).debye_terms)
+    rng = np.random.default_rng(7)
+    p = jnp.asarray(rng.uniform(0.0, 1.0, 64), dtype)
+    t = p / jnp.asarray(rng.uniform(20.0, 1e4, 64), dtype)
+    for polys in (u_polys, d_polys):
+        side = jax.jit(functools.partial(_debye._sums_side_by_side, polys))(t, p * p)
+        single = jax.jit(functools.partial(_debye._sums_one_by_one, polys))(t, p * p)
+        for a, b in zip(side, single, strict=True):
+            np.testing.assert_allclose(
+                np.asarray(a), np.asarray(b), rtol=2 * eps(dtype), atol=0
+            )
