@@ -117,3 +117,48 @@ def test_subnormal_x_in_the_linear_functions():
     kv = np.asarray(numerics.kv(0.3, x))
     expected = [float(mpmath.besselk(0.3, float(value))) for value in np.asarray(x)]
     assert np.allclose(kv, expected, rtol=1e-13)
+
+
+# Slow: forward-over-forward-over-forward programs take minutes to compile
+# on 2 CPU cores (log_kv ~100 s).
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["log_iv", "log_kv"])
+def test_third_derivatives_against_mpmath(name):
+    """d^3/dv^3, d^3/dv^2dx and d^3/dx^3 (Laplace approximations, Newton on
+    a learnt order) finite and right at points of the series, Temme and
+    Debye regions, against mpmath's numerical differentiation at 40 digits."""
+    function = getattr(numerics, name)
+    bessel = {"log_iv": mpmath.besseli, "log_kv": mpmath.besselk}[name]
+    v = np.array([0.5, 3.3, 25.0])
+    x = np.array([2.0, 0.7, 30.0])
+
+    def third(v, x):
+        def d(g, argument):
+            return jax.jacfwd(g, argument)
+
+        return jnp.stack(
+            [
+                d(d(d(function, 0), 0), 0)(v, x),
+                d(d(d(function, 0), 0), 1)(v, x),
+                d(d(d(function, 1), 1), 1)(v, x),
+            ]
+        )
+
+    ours = np.asarray(jax.jit(jax.vmap(third))(jnp.asarray(v), jnp.asarray(x)))
+    assert np.all(np.isfinite(ours)), ours
+    with mpmath.workdps(40):
+        reference = np.array(
+            [
+                [
+                    float(
+                        mpmath.diff(
+                            lambda a, b: mpmath.log(bessel(a, b)), (vi, xi), orders
+                        )
+                    )
+                    for orders in ((3, 0), (2, 1), (0, 3))
+                ]
+                for vi, xi in zip(v, x, strict=True)
+            ]
+        )
+    error = np.abs(ours - reference) / np.maximum(1.0, np.abs(reference))
+    assert error.max() <= 1e-8, (name, error)
