@@ -2,8 +2,8 @@
 
 Every solver only needs y = A x (``mv``) on 1-D arrays; ``diagonal`` serves
 Jacobi preconditioning. ``as_operator`` turns a dense array, a
-``jax.experimental.sparse.BCOO`` matrix or a callable into an operator, so
-``solve`` accepts any of them.
+``jax.experimental.sparse.BCOO`` matrix, a ``scipy.sparse`` matrix or array
+or a callable into an operator, so ``solve`` accepts any of them.
 """
 
 import abc
@@ -12,9 +12,25 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import scipy.sparse
 from jax import lax
 from jax.experimental import sparse
 from jaxtyping import Array, Float
+
+
+def _to_bcoo(matrix):
+    """scipy.sparse (any format, matrix or array class) -> BCOO, converted
+    once here: inside a solve, scipy's objects would be unhashable static
+    data. Duplicate entries are kept and summed by the product, as in scipy."""
+    if scipy.sparse.issparse(matrix):
+        return sparse.BCOO.from_scipy_sparse(matrix)
+    return matrix
+
+
+def _to_dense(matrix):
+    if scipy.sparse.issparse(matrix):
+        return jnp.asarray(matrix.toarray())
+    return matrix
 
 
 class LinearOperator(eqx.Module):
@@ -72,9 +88,11 @@ class AbstractGridOperator(LinearOperator):
 
 class MatrixOperator(LinearOperator):
     """A dense n x n matrix. Products run at ``Precision.HIGHEST`` (on GPUs a
-    default-precision float32 matmul may use TF32, 10-bit mantissas)."""
+    default-precision float32 matmul may use TF32, 10-bit mantissas). A
+    ``scipy.sparse`` matrix given here is made dense; ``SparseOperator``
+    keeps it sparse."""
 
-    matrix: Float[Array, "n n"]
+    matrix: Float[Array, "n n"] = eqx.field(converter=_to_dense)
 
     def __check_init__(self):
         if self.matrix.ndim != 2 or self.matrix.shape[0] != self.matrix.shape[1]:
@@ -98,9 +116,11 @@ class MatrixOperator(LinearOperator):
 
 
 class SparseOperator(LinearOperator):
-    """A square ``jax.experimental.sparse.BCOO`` matrix (duplicates are summed)."""
+    """A square ``jax.experimental.sparse.BCOO`` matrix (duplicates are
+    summed), or a ``scipy.sparse`` matrix or array of any format, converted
+    to BCOO when the operator is built."""
 
-    matrix: sparse.BCOO
+    matrix: sparse.BCOO = eqx.field(converter=_to_bcoo)
 
     def __check_init__(self):
         if len(self.matrix.shape) != 2 or self.matrix.shape[0] != self.matrix.shape[1]:
@@ -170,13 +190,13 @@ def as_operator(operator, like: Array) -> LinearOperator:
     """Normalise what ``solve`` accepts (operator, array, BCOO or callable)."""
     if isinstance(operator, LinearOperator):
         return operator
-    if isinstance(operator, sparse.BCOO):
+    if isinstance(operator, sparse.BCOO) or scipy.sparse.issparse(operator):
         return SparseOperator(operator)
     if isinstance(operator, jax.Array | jnp.ndarray) or hasattr(operator, "__array__"):
         return MatrixOperator(jnp.asarray(operator))
     if callable(operator):
         return FunctionOperator(operator, like.shape[0], like.dtype)
     raise TypeError(
-        "operator must be a LinearOperator, a square array, a BCOO matrix or a "
-        f"callable matvec; got {type(operator).__name__}."
+        "operator must be a LinearOperator, a square array, a BCOO or "
+        f"scipy.sparse matrix or a callable matvec; got {type(operator).__name__}."
     )

@@ -3,13 +3,26 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import scipy.sparse
 from jax import lax
 
 from .._results import RESULTS
-from ._operator import FunctionOperator, as_operator
+from ._operator import FunctionOperator, SparseOperator, as_operator
 from ._solution import Solution
 from ._solver import AbstractLinearSolver
+from ._unrolled_symmetric import split_operator_tangents
 from .preconditioners._preconditioner import as_preconditioner, identity
+
+
+def _check_flags(adjoint, throw):
+    """Under a plain ``jax.jit(solve)`` the keyword flags arrive traced."""
+    if isinstance(throw, jax.core.Tracer) or isinstance(adjoint, jax.core.Tracer):
+        raise TypeError(
+            "solve's flags (adjoint, throw) were traced: solve was called through "
+            "jax.jit with them as arguments. Use equinox.filter_jit, which keeps "
+            "non-array arguments static, or close over them: "
+            "jax.jit(lambda b: solve(A, b, solver, throw=False))."
+        )
 
 
 def _check_inputs(operator, b, solver, x0, adjoint):
@@ -41,7 +54,6 @@ def _check_inputs(operator, b, solver, x0, adjoint):
         )
 
 
-@eqx.filter_jit
 def solve(
     operator,
     b,
@@ -58,9 +70,16 @@ def solve(
     Stopping test (every solver): ``||b - A x||_2 <= max(rtol ||b||_2, atol)``
     on the true, unpreconditioned residual.
 
+    ``solve`` is compiled with ``equinox.filter_jit``; inside your own
+    transformation use ``equinox.filter_jit`` or a closure,
+    ``jax.jit(lambda b: solve(A, b, solver))``. A plain ``jax.jit(solve)``
+    works for array operators and array-valued solver fields (the
+    tolerances may then be traced), but not for function operators or
+    the string and bool flags, which it would trace.
+
     Args:
-        operator: a ``LinearOperator``, a square array, a BCOO matrix or a
-            function ``x -> A x``.
+        operator: a ``LinearOperator``, a square array, a BCOO or
+            ``scipy.sparse`` matrix or array, or a function ``x -> A x``.
         b: right-hand side, 1-D. Batch with ``jax.vmap``.
         solver: ``CG``, ``GMRES``, ``GCRODR``, ... (tolerances required).
         x0: initial guess (default zeros).
@@ -71,7 +90,11 @@ def solve(
         adjoint: "implicit" differentiates through ``lax.custom_linear_solve``
             (the cotangent is one more solve with $A^T$); "unrolled"
             differentiates through the iterations themselves (fixed-length
-            loops of ``max_steps``), for training through a solver.
+            loops of ``max_steps``), for training through a solver. Both
+            give the derivative of the solution with respect to A: for the
+            CG family, which cannot see a non-symmetric perturbation of A,
+            the iterations are differentiated along the symmetric part and
+            the skew part's exact derivative costs one more solve.
         throw: raise if the solve did not succeed (use False inside
             gradients, training loops and nested solves, and read
             ``Solution.result``).
@@ -79,6 +102,25 @@ def solve(
     Returns:
         ``Solution(value, result, stats, state)``.
     """
+    _check_flags(adjoint, throw)
+    if scipy.sparse.issparse(operator):
+        # scipy's matrices are not hashable, and filter_jit would hash them
+        # as static data: convert before compiling.
+        operator = SparseOperator(operator)
+    return _solve(
+        operator,
+        b,
+        solver,
+        x0=x0,
+        preconditioner=preconditioner,
+        state=state,
+        adjoint=adjoint,
+        throw=throw,
+    )
+
+
+@eqx.filter_jit
+def _solve(operator, b, solver, *, x0, preconditioner, state, adjoint, throw):
     b = jnp.asarray(b)
     operator = as_operator(operator, b)
     x0 = None if x0 is None else jnp.asarray(x0)
@@ -90,7 +132,15 @@ def solve(
     if state is None:
         state = solver.init_state(operator, b)
 
-    if adjoint == "unrolled":
+    if adjoint == "unrolled" and solver.symmetric:
+        symmetric_operator, skew_correction = split_operator_tangents(
+            operator, precondition, solver, b
+        )
+        x, result, stats, state = solver.compute(
+            symmetric_operator, b, x0, precondition, state, True
+        )
+        x = x + skew_correction(x)
+    elif adjoint == "unrolled":
         x, result, stats, state = solver.compute(
             operator, b, x0, precondition, state, True
         )

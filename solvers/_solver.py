@@ -1,11 +1,13 @@
 """The base class of the Krylov solvers and the loop driver they share."""
 
 import abc
+import numbers
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .._results import RESULTS
@@ -42,19 +44,101 @@ class AbstractLinearSolver(eqx.Module):
         learned solver) take it here; the others return themselves."""
 
 
+def as_tolerance(value):
+    """A tolerance as the solver stores it: Python and numpy real numbers
+    (``np.float32(1e-8)``, a 0-d ndarray) become floats; a 0-d JAX array
+    stays an array, so a tolerance may be traced (it only enters the
+    stopping test). Anything else is left for ``check_tolerances`` to
+    refuse."""
+    if isinstance(value, bool | np.bool_):
+        return value
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return as_tolerance(value[()])
+    return value
+
+
+def as_count(value):
+    """An iteration count or space dimension as a Python int: numpy and
+    concrete 0-d JAX integers are accepted; they fix array shapes, so a
+    traced one is refused by ``check_count``."""
+    if isinstance(value, bool | np.bool_):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if (
+        isinstance(value, np.ndarray | jax.Array)
+        and not isinstance(value, jax.core.Tracer)
+        and value.ndim == 0
+        and jnp.issubdtype(value.dtype, jnp.integer)
+    ):
+        return int(value)
+    return value
+
+
+def _is_real_scalar(value):
+    if isinstance(value, float):
+        return True
+    return (
+        isinstance(value, jax.Array)
+        and value.ndim == 0
+        and jnp.issubdtype(value.dtype, jnp.floating)
+    )
+
+
+def check_count(solver, name, minimum=1):
+    """Trace-time check of an int field (after ``as_count``)."""
+    value = getattr(solver, name)
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{type(solver).__name__}: {name} sets array shapes, so it must be a "
+            "concrete int, not a traced value. Build the solver outside jax.jit, "
+            "or close over it (jax.jit(lambda b: solve(A, b, solver)))."
+        )
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(
+            f"{type(solver).__name__}: {name} must be an int, got "
+            f"{type(value).__name__} {value!r}."
+        )
+    if value < minimum:
+        raise ValueError(
+            f"{type(solver).__name__}: {name} must be >= {minimum}, got {value}."
+        )
+
+
 def check_tolerances(solver):
+    """rtol and atol are real scalars >= 0, not both 0 (checked where they
+    are concrete; a traced tolerance is taken as given), and max_steps is a
+    positive int."""
+    concrete = []
     for name in ("rtol", "atol"):
         value = getattr(solver, name)
-        if not (isinstance(value, int | float) and value >= 0):
-            raise ValueError(
-                f"{type(solver).__name__}: {name} must be >= 0, got {value}."
+        if not _is_real_scalar(value):
+            raise TypeError(
+                f"{type(solver).__name__}: {name} must be a real number (a Python, "
+                f"numpy or 0-d JAX float), got {type(value).__name__} {value!r}."
             )
-    if solver.rtol == 0 and solver.atol == 0:
+        if isinstance(value, jax.core.Tracer):
+            continue
+        if not float(value) >= 0:
+            raise ValueError(
+                f"{type(solver).__name__}: {name} must be >= 0, got {float(value)}."
+            )
+        concrete.append(float(value))
+    if len(concrete) == 2 and concrete[0] == 0 and concrete[1] == 0:
         raise ValueError(f"{type(solver).__name__}: rtol and atol cannot both be 0.")
-    if not (isinstance(solver.max_steps, int) and solver.max_steps >= 1):
-        raise ValueError(
-            f"{type(solver).__name__}: max_steps must be a positive int, got {solver.max_steps}."
-        )
+    check_count(solver, "max_steps")
+
+
+def tolerance_field():
+    return eqx.field(converter=as_tolerance)
+
+
+def count_field(**kwargs):
+    """A static int field: part of the solver's structure, not a leaf, so
+    that a solver passed through jax.jit keeps it concrete."""
+    return eqx.field(converter=as_count, static=True, **kwargs)
 
 
 def iterate(cond, body, init, max_trips: int, unrolled: bool):

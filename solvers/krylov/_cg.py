@@ -9,11 +9,13 @@ from ..._results import RESULTS
 from .._solver import (
     AbstractLinearSolver,
     check_tolerances,
+    count_field,
     dot,
     iterate,
     make_stats,
     norm,
     tolerance,
+    tolerance_field,
 )
 
 
@@ -30,8 +32,15 @@ class CG(AbstractLinearSolver):
     residual (one extra matvec) decides, and if it fails the iteration
     restarts from it instead of reporting a drifted residual.
 
-    A direction with $p^T A p \le 0$ (A not SPD) ends the solve with
-    ``RESULTS.breakdown``.
+    What CG's theory needs is checked as it runs. A direction with
+    $p^T A p \le 0$, or consecutive residuals that are far from
+    M-orthogonal ($|r_j^T M r_{j+1}| > 0.1 \sqrt{r_j^T M r_j \, r_{j+1}^T M r_{j+1}}$;
+    zero in exact arithmetic for symmetric A and M, and within rounding in
+    floating point, since only global orthogonality is lost there), ends the
+    solve with ``RESULTS.breakdown``: A or M is not symmetric positive
+    definite. A true residual that failed the check twice without
+    decreasing in between ends it with ``RESULTS.stagnation``: the
+    tolerance is below what the dtype allows for this matrix.
 
     Args:
         rtol: relative tolerance (required).
@@ -43,9 +52,9 @@ class CG(AbstractLinearSolver):
         Sparse Linear Systems", 2nd ed., Alg. 9.1.
     """
 
-    rtol: float
-    atol: float
-    max_steps: int
+    rtol: float = tolerance_field()
+    atol: float = tolerance_field()
+    max_steps: int = count_field()
     symmetric: ClassVar[bool] = True
 
     def __check_init__(self):
@@ -121,6 +130,8 @@ class _Carry(NamedTuple):
     history: Array
     directions: Array
     images: Array
+    # the true residual's norm at the last check that failed (inf before one)
+    checked_norm: Array
 
 
 def _initial_carry(solver, b, x, r, preconditioner, matvecs, direction, limit, collect):
@@ -142,13 +153,14 @@ def _initial_carry(solver, b, x, r, preconditioner, matvecs, direction, limit, c
         history=history,
         directions=collected,
         images=collected,
+        checked_norm=jnp.asarray(jnp.inf, dtype),
     )
 
 
 def _iteration(carry, operator, b, preconditioner, direction, limit, collect):
     """One PCG step, with the true-residual check when the recursive residual
     proposes convergence, and the step's outcome."""
-    x, r, p, rz, step, matvecs, _, _, history, directions, images = carry
+    x, r, p, rz, step, matvecs, _, _, history, directions, images, checked = carry
     ap = operator.mv(p)
     curvature = dot(p, ap)
     alpha = rz / curvature
@@ -156,6 +168,7 @@ def _iteration(carry, operator, b, preconditioner, direction, limit, collect):
         directions = directions.at[step].set(p, mode="drop")
         images = images.at[step].set(ap, mode="drop")
     x = x + alpha * p
+    previous_r = r
     r = r - alpha * ap
     r_norm = norm(r)
     history = history.at[step].set(r_norm)
@@ -164,17 +177,29 @@ def _iteration(carry, operator, b, preconditioner, direction, limit, collect):
     # The recursive residual says converged: check the true one.
     true_r = jnp.where(proposed, b - operator.mv(x), r)
     matvecs = matvecs + 1 + proposed.astype(matvecs.dtype)
-    converged = proposed & (norm(true_r) <= limit)
+    true_norm = norm(true_r)
+    converged = proposed & (true_norm <= limit)
+    failed_check = proposed & ~converged
+    stalled = failed_check & (true_norm >= checked)
+    checked = jnp.where(failed_check, true_norm, checked)
+    z = preconditioner(true_r)
+    rz_new = dot(true_r, z)
+    # Successive residuals are M-orthogonal when A and M are symmetric (a
+    # local property that rounding keeps); a non-symmetric A with a positive
+    # definite symmetric part never makes p^T A p <= 0 but breaks this at
+    # once. Not checked across a restart from the true residual.
+    cosine = jnp.abs(dot(previous_r, z)) / jnp.sqrt(jnp.abs(rz * rz_new))
+    not_orthogonal = ~proposed & (cosine > 0.1)
     r = true_r
-    z = preconditioner(r)
-    rz_new = dot(r, z)
     # After a failed check, restart the directions from the true residual.
     beta = jnp.where(proposed, 0.0, rz_new / rz).astype(b.dtype)
     p = direction(z) + beta * p
-    broke = ~(curvature > 0)
+    broke = ~(curvature > 0) | not_orthogonal
     finite = jnp.isfinite(r_norm) & jnp.isfinite(alpha)
-    result = step_result(finite, broke)
-    done = converged | broke | ~finite
+    result = RESULTS.where(
+        stalled & finite & ~broke, RESULTS.stagnation, step_result(finite, broke)
+    )
+    done = converged | broke | ~finite | stalled
     return _Carry(
         x=x,
         r=r,
@@ -187,6 +212,7 @@ def _iteration(carry, operator, b, preconditioner, direction, limit, collect):
         history=history,
         directions=directions,
         images=images,
+        checked_norm=checked,
     )
 
 

@@ -12,17 +12,25 @@ from jax import lax
 from ..._results import RESULTS
 from .._solver import (
     AbstractLinearSolver,
+    check_count,
     check_tolerances,
+    count_field,
     final_result,
     iterate,
     make_stats,
     matmul,
     norm,
     tolerance,
+    tolerance_field,
 )
 from ..preconditioners._preconditioner import identity
 from ._arnoldi import arnoldi_cycle, close_cycle, triangular_update
-from ._recycle_state import RecycleState, check_recycle_state, empty_recycle_state
+from ._recycle_state import (
+    RecycleState,
+    check_recycle_state,
+    empty_recycle_state,
+    recycle_size,
+)
 
 
 def _host_eig(matrix):
@@ -153,20 +161,18 @@ class GCRODR(AbstractLinearSolver):
         generation for neural operators via Krylov subspace recycling", ICLR 2024.
     """
 
-    rtol: float
-    atol: float
-    max_steps: int
+    rtol: float = tolerance_field()
+    atol: float = tolerance_field()
+    max_steps: int = count_field()
     symmetric: ClassVar[bool] = False
-    restart: int = 40
-    recycle: int = 10
+    restart: int = count_field(default=40)
+    recycle: int = count_field(default=10)
 
     def __check_init__(self):
         check_tolerances(self)
-        if not (isinstance(self.recycle, int) and self.recycle >= 1):
-            raise ValueError(
-                f"GCRODR: recycle must be a positive int, got {self.recycle}."
-            )
-        if not (isinstance(self.restart, int) and self.restart > self.recycle):
+        check_count(self, "recycle")
+        check_count(self, "restart", minimum=2)
+        if not self.restart > self.recycle:
             raise ValueError(
                 f"GCRODR: restart ({self.restart}) must exceed recycle ({self.recycle}): "
                 "each cycle needs at least one new Krylov direction."
@@ -181,7 +187,11 @@ class GCRODR(AbstractLinearSolver):
 
     def compute(self, operator, b, x0, preconditioner, state, unrolled):
         check_recycle_state(state, self.recycle, b)
-        m, k = self.restart, self.recycle
+        n = b.shape[0]
+        k = recycle_size(self.recycle, n)
+        # A deflated cycle finds at most n - k new directions: a longer one
+        # would only carry zero rows.
+        m = min(self.restart, n + k)
         limit = tolerance(self, norm(b))
         history = jnp.full(self.max_steps, jnp.nan, b.dtype)
         x, r, u, c, matvecs, have_space = _restore_recycle_space(
@@ -427,12 +437,12 @@ class GMRESDR(AbstractLinearSolver):
         Morgan, "GMRES with deflated restarting", SIAM J. Sci. Comput. 24 (2002).
     """
 
-    rtol: float
-    atol: float
-    max_steps: int
+    rtol: float = tolerance_field()
+    atol: float = tolerance_field()
+    max_steps: int = count_field()
     symmetric: ClassVar[bool] = False
-    restart: int = 40
-    recycle: int = 10
+    restart: int = count_field(default=40)
+    recycle: int = count_field(default=10)
 
     def __check_init__(self):
         self._deflated()

@@ -7,13 +7,16 @@ import jax.numpy as jnp
 from ..._results import RESULTS
 from .._solver import (
     AbstractLinearSolver,
+    check_count,
     check_tolerances,
+    count_field,
     final_result,
     iterate,
     make_stats,
     matmul,
     norm,
     tolerance,
+    tolerance_field,
 )
 from ._arnoldi import arnoldi_cycle, close_cycle, triangular_update
 
@@ -44,18 +47,15 @@ class GMRES(AbstractLinearSolver):
         Comput. 14 (1993) (flexible GMRES).
     """
 
-    rtol: float
-    atol: float
-    max_steps: int
+    rtol: float = tolerance_field()
+    atol: float = tolerance_field()
+    max_steps: int = count_field()
     symmetric: ClassVar[bool] = False
-    restart: int = 40
+    restart: int = count_field(default=40)
 
     def __check_init__(self):
         check_tolerances(self)
-        if not (isinstance(self.restart, int) and self.restart >= 1):
-            raise ValueError(
-                f"GMRES: restart must be a positive int, got {self.restart}."
-            )
+        check_count(self, "restart")
 
     def bind(self, operator):
         """Itself: the method reads nothing of the operator but its matvec."""
@@ -74,7 +74,8 @@ class GMRES(AbstractLinearSolver):
 def restarted_gmres(solver, operator, b, x0, preconditioner, unrolled):
     """The GMRES(m) restart loop: (x, result, stats)."""
     dtype = b.dtype
-    restart = min(solver.restart, solver.max_steps)
+    # Arnoldi meets an invariant space within n steps.
+    restart = min(solver.restart, solver.max_steps, b.shape[0])
     limit = tolerance(solver, norm(b))
     history = jnp.full(solver.max_steps, jnp.nan, dtype)
     r = b - operator.mv(x0)

@@ -6,9 +6,21 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._solver import AbstractLinearSolver, check_tolerances, matmul
+from .._solver import (
+    AbstractLinearSolver,
+    check_count,
+    check_tolerances,
+    count_field,
+    matmul,
+    tolerance_field,
+)
 from ._cg import conjugate_gradient_loop
-from ._recycle_state import RecycleState, check_recycle_state, empty_recycle_state
+from ._recycle_state import (
+    RecycleState,
+    check_recycle_state,
+    empty_recycle_state,
+    recycle_size,
+)
 
 
 def _ritz_space(vectors, images, k):
@@ -62,21 +74,17 @@ class RecycledCG(AbstractLinearSolver):
         (recycling across a sequence).
     """
 
-    rtol: float
-    atol: float
-    max_steps: int
+    rtol: float = tolerance_field()
+    atol: float = tolerance_field()
+    max_steps: int = count_field()
     symmetric: ClassVar[bool] = True
-    recycle: int = 10
-    collect: int = 30
+    recycle: int = count_field(default=10)
+    collect: int = count_field(default=30)
 
     def __check_init__(self):
         check_tolerances(self)
-        for name in ("recycle", "collect"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(
-                    f"RecycledCG: {name} must be a positive int, got {value}."
-                )
+        check_count(self, "recycle")
+        check_count(self, "collect")
 
     def bind(self, operator):
         """Itself: the method reads nothing of the operator but its matvec."""
@@ -86,8 +94,8 @@ class RecycledCG(AbstractLinearSolver):
         return empty_recycle_state(self.recycle, b)
 
     def compute(self, operator, b, x0, preconditioner, state, unrolled):
-        k = self.recycle
-        check_recycle_state(state, k, b)
+        k = recycle_size(self.recycle, b.shape[0])
+        check_recycle_state(state, self.recycle, b)
         dtype = b.dtype
         w = jnp.where(state.valid, state.basis, 0.0)
         a_w = lax.cond(

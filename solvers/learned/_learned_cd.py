@@ -14,11 +14,13 @@ from .._operator import AbstractGridOperator
 from .._solver import (
     AbstractLinearSolver,
     check_tolerances,
+    count_field,
     dot,
     iterate,
     matmul,
     norm,
     tolerance,
+    tolerance_field,
 )
 from ..krylov._cg import loop_result, step_result
 from ..preconditioners._preconditioner import identity
@@ -126,9 +128,9 @@ class LearnedConjugateDirections(AbstractLinearSolver):
     """
 
     network: ConjugateDirectionNetwork
-    rtol: float
-    atol: float
-    max_steps: int
+    rtol: float = tolerance_field()
+    atol: float = tolerance_field()
+    max_steps: int = count_field()
     symmetric: ClassVar[bool] = True
     num_orthogonal: int = eqx.field(default=2, static=True)
     preconditioner_steps: bool = eqx.field(default=False, static=True)

@@ -13,13 +13,16 @@ class RESULTS(eqx.Enumeration):
     )
     stagnation = (
         "The true residual stopped decreasing before meeting the tolerance "
-        "(a restart cycle made no progress): the tolerance may be below what "
-        "this dtype can reach for this matrix, or the restart length too short."
+        "(a restart cycle, or CG between two true-residual checks, made no "
+        "progress): the tolerance may be below what this dtype can reach for "
+        "this matrix, or the restart length too short."
     )
     breakdown = (
-        "The iteration broke down: CG met a direction with p^T A p <= 0, so the "
-        "operator (or preconditioner) is not symmetric positive definite. Use GMRES "
-        "or GCRODR for indefinite or non-symmetric systems."
+        "The iteration broke down: the operator (or preconditioner) is not "
+        "symmetric positive definite, which CG's family needs (a direction had "
+        "p^T A p <= 0, or successive residuals were not orthogonal, as happens "
+        "for a non-symmetric A). Use GMRES or GCRODR for indefinite or "
+        "non-symmetric systems."
     )
     nonfinite = (
         "A NaN or inf appeared in b, x0, or the output of the operator or "
