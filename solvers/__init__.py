@@ -23,6 +23,7 @@ from .krylov import RecycledCG as RecycledCG
 from .krylov import RecycleState as RecycleState
 from .learned import ConjugateDirectionNetwork as ConjugateDirectionNetwork
 from .learned import LearnedConjugateDirections as LearnedConjugateDirections
+from .learned import NetworkPreconditioner as NetworkPreconditioner
 from .learned import load_network as load_network
 from .learned import pretrained_network as pretrained_network
 from .learned import save_network as save_network

@@ -25,6 +25,24 @@ def _check_flags(adjoint, throw):
         )
 
 
+def _transposed_preconditioner(precondition, like):
+    """M^T for the adjoint solve with A^T, where M is linear. A varying
+    preconditioner (an inner solve, a network) has no transpose; the
+    non-symmetric solvers are flexible, so the adjoint solve is right with
+    any preconditioner, and M itself is the best guess at one for A^T."""
+    if precondition is identity:
+        return identity
+    transpose = jax.linear_transpose(precondition, like)
+    try:
+        jax.eval_shape(transpose, like)
+    except Exception:  # noqa: BLE001
+        # JAX's transposition of a nonlinear function fails in several ways
+        # (NotImplementedError, AssertionError, TypeError) depending on the
+        # primitive it meets; any of them means there is no M^T.
+        return precondition
+    return lambda v: transpose(v)[0]
+
+
 def _check_inputs(operator, b, solver, x0, adjoint):
     if not isinstance(solver, AbstractLinearSolver):
         raise TypeError(
@@ -156,11 +174,7 @@ def _solve(operator, b, solver, *, x0, preconditioner, state, adjoint, throw):
         def transposed(vecmat, rhs):
             # Cotangent solve with A^T (and M^T): same method, fresh state.
             wrapped = FunctionOperator(vecmat, rhs.shape[0], rhs.dtype)
-            if precondition is identity:
-                transposed_precondition = identity
-            else:
-                transpose = jax.linear_transpose(precondition, rhs)
-                transposed_precondition = lambda v: transpose(v)[0]  # noqa: E731
+            transposed_precondition = _transposed_preconditioner(precondition, rhs)
             x, result, stats, _ = solver.compute(
                 wrapped,
                 rhs,

@@ -51,12 +51,23 @@ class _ArnoldiState(NamedTuple):
 
 
 def arnoldi_cycle(
-    operator, preconditioner, r, r_norm, restart, step_budget, limit, recycled, unrolled
+    operator,
+    preconditioner,
+    r,
+    r_norm,
+    restart,
+    step_budget,
+    limit,
+    recycled,
+    unrolled,
+    keep_directions=True,
 ):
     """Run up to ``restart`` Arnoldi steps from residual r.
 
     Args:
         recycled: (k, n) orthonormal C to deflate against, or None.
+        keep_directions: store Z = M V (flexible methods); without it "Z"
+            is returned empty and the caller applies M to V y itself.
         step_budget: traced int, steps still allowed by max_steps.
         limit: the absolute residual tolerance.
 
@@ -72,7 +83,7 @@ def arnoldi_cycle(
     steps_cap = jnp.minimum(restart, step_budget)
     init = _ArnoldiState(
         basis=jnp.zeros((restart + 1, n), dtype).at[0].set(start),
-        directions=jnp.zeros((restart, n), dtype),
+        directions=jnp.zeros((restart if keep_directions else 0, n), dtype),
         hessenberg=jnp.zeros((restart + 1, restart), dtype),
         rotated=jnp.zeros((restart + 1, restart), dtype),
         cosines=jnp.zeros(restart, dtype),
@@ -118,7 +129,9 @@ def arnoldi_cycle(
         g = state.g.at[j + 1].set(-s * state.g[j]).at[j].set(c * state.g[j])
         return _ArnoldiState(
             basis=state.basis.at[j + 1].set(current),
-            directions=state.directions.at[j].set(z),
+            directions=state.directions.at[j].set(z)
+            if keep_directions
+            else state.directions,
             hessenberg=hessenberg,
             rotated=state.rotated.at[:, j].set(h),
             cosines=state.cosines.at[j].set(c),

@@ -2,6 +2,7 @@
 
 from typing import ClassVar, NamedTuple
 
+import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array
 
@@ -42,23 +43,37 @@ class CG(AbstractLinearSolver):
     decreasing in between ends it with ``RESULTS.stagnation``: the
     tolerance is below what the dtype allows for this matrix.
 
+    ``flexible=True`` is Notay's flexible CG: the Polak-Ribiere
+    $\beta_j = z_{j+1}^T(r_{j+1} - r_j) / r_j^T z_j$ (equal to the above
+    for a fixed M, one more inner product per step) keeps the iteration
+    converging when the preconditioner varies between applications (an
+    inner solve, multigrid with an inexact coarse solve, a network); the
+    orthogonality check, which a varying M also fails, is then off.
+
     Args:
         rtol: relative tolerance (required).
         atol: absolute tolerance (required).
         max_steps: iteration limit.
+        flexible: Polak-Ribiere's beta, for a varying preconditioner.
 
     References:
         Hestenes & Stiefel, J. Res. NBS 49 (1952); Saad, "Iterative Methods for
-        Sparse Linear Systems", 2nd ed., Alg. 9.1.
+        Sparse Linear Systems", 2nd ed., Alg. 9.1; Notay, "Flexible conjugate gradients", SIAM J. Sci.
+        Comput. 22 (2000).
     """
 
     rtol: float = tolerance_field()
     atol: float = tolerance_field()
     max_steps: int = count_field()
     symmetric: ClassVar[bool] = True
+    flexible: bool = eqx.field(default=False, static=True)
 
     def __check_init__(self):
         check_tolerances(self)
+        if not isinstance(self.flexible, bool):
+            raise TypeError(
+                f"CG: flexible must be a bool, got {type(self.flexible).__name__}."
+            )
 
     def bind(self, operator):
         """Itself: the method reads nothing of the operator but its matvec."""
@@ -70,7 +85,15 @@ class CG(AbstractLinearSolver):
     def compute(self, operator, b, x0, preconditioner, state, unrolled):
         r = b - operator.mv(x0)
         x, r, result, stats, _, _ = conjugate_gradient_loop(
-            self, operator, b, x0, r, preconditioner, jnp.asarray(1), unrolled
+            self,
+            operator,
+            b,
+            x0,
+            r,
+            preconditioner,
+            jnp.asarray(1),
+            unrolled,
+            flexible=self.flexible,
         )
         return x, result, stats, None
 
@@ -86,6 +109,7 @@ def conjugate_gradient_loop(
     unrolled,
     deflate=None,
     collect=0,
+    flexible=False,
 ):
     """PCG from (x, r = b - A x); shared by CG and RecycledCG.
 
@@ -109,7 +133,9 @@ def conjugate_gradient_loop(
         return (~carry.done) & (carry.step < solver.max_steps)
 
     def body(carry):
-        return _iteration(carry, operator, b, preconditioner, direction, limit, collect)
+        return _iteration(
+            carry, operator, b, preconditioner, direction, limit, collect, flexible
+        )
 
     final = iterate(cond, body, init, solver.max_steps, unrolled)
     return _outcome(final, limit)
@@ -157,7 +183,7 @@ def _initial_carry(solver, b, x, r, preconditioner, matvecs, direction, limit, c
     )
 
 
-def _iteration(carry, operator, b, preconditioner, direction, limit, collect):
+def _iteration(carry, operator, b, preconditioner, direction, limit, collect, flexible):
     """One PCG step, with the true-residual check when the recursive residual
     proposes convergence, and the step's outcome."""
     x, r, p, rz, step, matvecs, _, _, history, directions, images, checked = carry
@@ -189,10 +215,16 @@ def _iteration(carry, operator, b, preconditioner, direction, limit, collect):
     # definite symmetric part never makes p^T A p <= 0 but breaks this at
     # once. Not checked across a restart from the true residual.
     cosine = jnp.abs(dot(previous_r, z)) / jnp.sqrt(jnp.abs(rz * rz_new))
-    not_orthogonal = ~proposed & (cosine > 0.1)
+    # (A varying preconditioner breaks it too: the flexible form skips it.)
+    not_orthogonal = ~proposed & (cosine > 0.1) & (not flexible)
     r = true_r
     # After a failed check, restart the directions from the true residual.
-    beta = jnp.where(proposed, 0.0, rz_new / rz).astype(b.dtype)
+    if flexible:
+        # Polak-Ribiere: keeps p A-orthogonal to the last direction when M varies
+        numerator = rz_new - dot(previous_r, z)
+    else:
+        numerator = rz_new
+    beta = jnp.where(proposed, 0.0, numerator / rz).astype(b.dtype)
     p = direction(z) + beta * p
     broke = ~(curvature > 0) | not_orthogonal
     finite = jnp.isfinite(r_norm) & jnp.isfinite(alpha)

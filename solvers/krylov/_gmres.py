@@ -2,6 +2,7 @@
 
 from typing import ClassVar
 
+import equinox as eqx
 import jax.numpy as jnp
 
 from ..._results import RESULTS
@@ -22,13 +23,22 @@ from ._arnoldi import arnoldi_cycle, close_cycle, triangular_update
 
 
 class GMRES(AbstractLinearSolver):
-    r"""Restarted GMRES(m), right-preconditioned and flexible.
+    r"""Restarted GMRES(m), right-preconditioned; flexible (FGMRES) by default.
 
     Each cycle minimises $\|b - A(x + M V y)\|_2$ over the m-dimensional
     Krylov space of $A M$ built from the current residual (Arnoldi with
     twice-applied classical Gram-Schmidt, Givens rotations for the small
-    least-squares problem). The preconditioned directions $Z = M V$ are kept,
-    so M may be any operator, even one that changes between cycles.
+    least-squares problem).
+
+    ``flexible=True`` (FGMRES, Saad 1993) keeps the preconditioned
+    directions $z_j = M_j v_j$ and updates $x + Z y$, which is the
+    minimiser even when the preconditioner changes from one application to
+    the next: an inner Krylov solve, multigrid with an inexact coarse solve,
+    a neural network. ``flexible=False`` keeps only V and applies M once
+    per cycle, $x + M(V y)$: n x m less memory and one more preconditioner
+    application per cycle, and the same iterates when M is a fixed linear
+    operator; with a varying M that update is not the minimiser, and the
+    solve stalls or fails (reported as ``RESULTS.stagnation``).
 
     Stopping test: ``||b - A x||_2 <= max(rtol ||b||_2, atol)`` on the true
     residual, recomputed at the start of every cycle; the Givens estimate only
@@ -41,6 +51,8 @@ class GMRES(AbstractLinearSolver):
         atol: absolute tolerance (required).
         max_steps: limit on Arnoldi steps (one matvec each) over all cycles.
         restart: m, the cycle length (default 40).
+        flexible: keep $Z = MV$ (default True); False for a fixed
+            preconditioner when memory is short.
 
     References:
         Saad & Schultz, SIAM J. Sci. Stat. Comput. 7 (1986); Saad, SIAM J. Sci.
@@ -52,10 +64,15 @@ class GMRES(AbstractLinearSolver):
     max_steps: int = count_field()
     symmetric: ClassVar[bool] = False
     restart: int = count_field(default=40)
+    flexible: bool = eqx.field(default=True, static=True)
 
     def __check_init__(self):
         check_tolerances(self)
         check_count(self, "restart")
+        if not isinstance(self.flexible, bool):
+            raise TypeError(
+                f"GMRES: flexible must be a bool, got {type(self.flexible).__name__}."
+            )
 
     def bind(self, operator):
         """Itself: the method reads nothing of the operator but its matvec."""
@@ -112,9 +129,13 @@ def restarted_gmres(solver, operator, b, x0, preconditioner, unrolled):
             limit,
             None,
             unrolled,
+            keep_directions=solver.flexible,
         )
         y = triangular_update(cycle["R"], cycle["g"], cycle["steps"])
-        x = x + matmul(y, cycle["Z"])
+        if solver.flexible:
+            x = x + matmul(y, cycle["Z"])
+        else:
+            x = x + preconditioner(matmul(y, cycle["V"][:restart]))
         new_r, new_norm, history, result = close_cycle(
             operator, b, x, r_norm, steps, history, cycle, limit
         )

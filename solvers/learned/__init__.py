@@ -6,3 +6,4 @@ from ._direction_network import pretrained_network as pretrained_network
 from ._direction_network import save_network as save_network
 from ._direction_training import train_direction_network as train_direction_network
 from ._learned_cd import LearnedConjugateDirections as LearnedConjugateDirections
+from ._network_preconditioner import NetworkPreconditioner as NetworkPreconditioner

@@ -22,7 +22,8 @@ class RESULTS(eqx.Enumeration):
         "symmetric positive definite, which CG's family needs (a direction had "
         "p^T A p <= 0, or successive residuals were not orthogonal, as happens "
         "for a non-symmetric A). Use GMRES or GCRODR for indefinite or "
-        "non-symmetric systems."
+        "non-symmetric systems, and CG(flexible=True) for a preconditioner that "
+        "changes between applications."
     )
     nonfinite = (
         "A NaN or inf appeared in b, x0, or the output of the operator or "
