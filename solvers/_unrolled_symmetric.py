@@ -55,9 +55,7 @@ def split_operator_tangents(operator, precondition, solver, like):
     closed_operator = eqx.filter_closure_convert(operator.mv, like)
     closed_precondition = eqx.filter_closure_convert(precondition, like)
     floats, rest = eqx.partition(closed_operator, eqx.is_inexact_array)
-    others, static = eqx.partition(
-        (rest, closed_precondition, solver), eqx.is_array
-    )
+    others, static = eqx.partition((rest, closed_precondition, solver), eqx.is_array)
 
     def rebuild(floats, others):
         rest, precondition, solver = eqx.combine(others, static)
@@ -91,7 +89,12 @@ def split_operator_tangents(operator, precondition, solver, like):
         matvec = lambda p, u: raw_matvec(p, others, u)  # noqa: E731
         apply = _tangent_map(matvec, floats, dfloats)
         skew = 0.5 * (apply(x) - _transposed(apply, x)(x))
-        _, precondition, solver = rebuild(floats, others)
+        _, closed_precondition, solver = rebuild(floats, others)
+
+        def precondition(vector):
+            # a plain function: lax.cond inside a solver hashes its branches,
+            # and the closure-converted module holds lists
+            return closed_precondition(vector)
 
         def solve_with(mv, rhs):
             wrapped = FunctionOperator(mv, rhs.shape[0], rhs.dtype)
