@@ -24,6 +24,16 @@ Methods (``--methods``): CG, Jacobi-PCG, MG-PCG (``solvers.Multigrid``),
 every network step, ``pretrained_network(ndim, multigrid=True)``, each
 direction A-orthogonalised against the last 8; one of its iterations is a
 network call, a V-cycle and two matvecs).
+
+The network as a varying preconditioner (``solvers.NetworkPreconditioner``)
+in the flexible methods: "FCG+net" (``CG(flexible=True)``), "FGMRES+net"
+(GMRES(30), flexible by default), and "FCG+net+MG" / "FGMRES+net+MG" with
+the multigrid network followed by a V-cycle in each application (a network
+call, a V-cycle and a matvec; the matvecs inside a preconditioner are not
+counted in the iterations).
+
+    python benchmarks/learned_cg.py --ndim 3 --sizes 64 128 \
+        --methods CG MG-PCG learned+MG FCG+net FGMRES+net FCG+net+MG FGMRES+net+MG
 """
 
 import argparse
@@ -73,7 +83,35 @@ METHODS = {
         ),
         solvers.Multigrid(),
     ),
+    # the network as a varying preconditioner in the flexible methods
+    "FCG+net": (
+        lambda network, max_steps: solvers.CG(
+            rtol=1e-6, atol=0.0, max_steps=max_steps, flexible=True
+        ),
+        "network",
+    ),
+    "FGMRES+net": (
+        lambda network, max_steps: solvers.GMRES(
+            rtol=1e-6, atol=0.0, max_steps=max_steps, restart=30
+        ),
+        "network",
+    ),
+    "FCG+net+MG": (
+        lambda network, max_steps: solvers.CG(
+            rtol=1e-6, atol=0.0, max_steps=max_steps, flexible=True
+        ),
+        "network+multigrid",
+    ),
+    "FGMRES+net+MG": (
+        lambda network, max_steps: solvers.GMRES(
+            rtol=1e-6, atol=0.0, max_steps=max_steps, restart=30
+        ),
+        "network+multigrid",
+    ),
 }
+# which shipped network each method uses: the plain one, or the one trained
+# to complement multigrid steps
+MULTIGRID_NETWORK = {"learned+MG", "FCG+net+MG", "FGMRES+net+MG"}
 
 
 def timed(function, *args):
@@ -133,18 +171,21 @@ def main():
     print(f"# python {' '.join(sys.argv)}")
     print(f"# device: {device.platform} {device.device_kind}, jax {jax.__version__}")
     networks = {}
-    if "learned" in args.methods:
-        networks["learned"] = (
-            solvers.load_network(args.weights)
-            if args.weights
-            else solvers.pretrained_network(args.ndim)
-        )
-    if "learned+MG" in args.methods:
-        networks["learned+MG"] = (
-            solvers.load_network(args.multigrid_weights)
-            if args.multigrid_weights
-            else solvers.pretrained_network(args.ndim, multigrid=True)
-        )
+    for method in args.methods:
+        if method in ("CG", "Jacobi-PCG", "MG-PCG"):
+            continue
+        if method in MULTIGRID_NETWORK:
+            networks[method] = (
+                solvers.load_network(args.multigrid_weights)
+                if args.multigrid_weights
+                else solvers.pretrained_network(args.ndim, multigrid=True)
+            )
+        else:
+            networks[method] = (
+                solvers.load_network(args.weights)
+                if args.weights
+                else solvers.pretrained_network(args.ndim)
+            )
     if args.network_dtype:
         dtype = jnp.dtype(args.network_dtype)
         networks = {
@@ -177,7 +218,16 @@ def main():
                 network = networks.get(method)
                 make, preconditioner = METHODS[method]
                 solver = make(network, args.max_steps)
-                if network is not None and args.num_orthogonal is not None:
+                if preconditioner == "network":
+                    preconditioner = solvers.NetworkPreconditioner(network)
+                elif preconditioner == "network+multigrid":
+                    preconditioner = solvers.NetworkPreconditioner(
+                        network, solvers.Multigrid()
+                    )
+                if (
+                    isinstance(solver, solvers.LearnedConjugateDirections)
+                    and args.num_orthogonal is not None
+                ):
                     solver = dataclasses.replace(
                         solver, num_orthogonal=args.num_orthogonal
                     )

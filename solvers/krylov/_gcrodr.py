@@ -6,7 +6,6 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from ..._results import RESULTS
@@ -25,43 +24,13 @@ from .._solver import (
 )
 from ..preconditioners._preconditioner import identity
 from ._arnoldi import arnoldi_cycle, close_cycle, triangular_update
+from ._deflation_space import smallest_eigenspace
 from ._recycle_state import (
     RecycleState,
     check_recycle_state,
     empty_recycle_state,
     recycle_size,
 )
-
-
-def _host_eig(matrix):
-    """numpy's eig through a host callback: cuSOLVER's geev fails with an
-    internal error on these small pencils (H100, jax 0.11), and an m x m
-    problem with m ~ 40 costs microseconds on the host."""
-    complex_dtype = jnp.complex128 if matrix.dtype == jnp.float64 else jnp.complex64
-    shapes = (
-        jax.ShapeDtypeStruct(matrix.shape[:1], complex_dtype),
-        jax.ShapeDtypeStruct(matrix.shape, complex_dtype),
-    )
-
-    def eig(a):
-        a = np.asarray(a)
-        if not np.all(np.isfinite(a)):
-            # Under vmap both branches of a cycle's cond run, the unused one
-            # on placeholder data; LAPACK would return nan here too.
-            nan = np.full(a.shape, np.nan, complex_dtype)
-            return nan[:, 0], nan
-        values, vectors = np.linalg.eig(a)
-        return values.astype(complex_dtype), vectors.astype(complex_dtype)
-
-    return jax.pure_callback(eig, shapes, matrix, vmap_method="sequential")
-
-
-def _small_eig(matrix):
-    """Eigen-decomposition of a small dense matrix: LAPACK's geev on CPU, the
-    host's elsewhere."""
-    return lax.platform_dependent(
-        matrix, cpu=lambda a: tuple(jnp.linalg.eig(a)), default=_host_eig
-    )
 
 
 def _harmonic_ritz_basis(g, directions, krylov_basis, used, k, basis_products):
@@ -85,14 +54,7 @@ def _harmonic_ritz_basis(g, directions, krylov_basis, used, k, basis_products):
     right = jnp.where(used[:, None] & used[None, :], right, 0.0) + unused
     # Which subspace is kept is a discrete choice: no derivative flows through
     # it (unrolled differentiation still reaches U through W).
-    pencil = lax.stop_gradient(jnp.linalg.solve(right, left))
-    values, vectors = _small_eig(pencil)
-    order = jnp.argsort(jnp.abs(values))[:k]
-    chosen = vectors[:, order]
-    real = jnp.where(jnp.imag(values[order]) >= 0, jnp.real(chosen), jnp.imag(chosen))
-    real = real.astype(g.dtype)
-    q, _ = jnp.linalg.qr(real)
-    return q
+    return smallest_eigenspace(lax.stop_gradient(left), lax.stop_gradient(right), k)
 
 
 def _structured_products(krylov_basis, recycled, used):
@@ -148,9 +110,11 @@ class GCRODR(AbstractLinearSolver):
         restart: m, the Krylov dimension per cycle including the recycled k.
         recycle: k < m.
 
-    Note: the harmonic Ritz step needs the eigenvectors of an m x m matrix:
-    ``jnp.linalg.eig`` on CPU, numpy's through a host callback on GPUs (where
-    cuSOLVER's geev fails on these pencils).
+    The harmonic Ritz step needs the invariant subspace of an m x m pencil
+    for its k eigenvalues nearest the origin; it is computed on the device
+    with QR, SVD and matmuls only (inverse-free spectral divide and conquer,
+    ``_deflation_space.py``), so the solver runs, and exports, on every XLA
+    backend.
 
     References:
         Parks, de Sturler, Mackey, Johnson & Maiti, "Recycling Krylov subspaces
