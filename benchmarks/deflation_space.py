@@ -12,7 +12,7 @@ eigenvalues of smallest modulus, from
 - reference: today's ``_harmonic_ritz_basis`` tail, ``solve(right, left)``,
   eig, the k smallest |theta|, real/imaginary parts, QR; its eig is
   ``jnp.linalg.eig`` (LAPACK geev) on CPU and the host callback
-  ``_gcrodr._host_eig`` (numpy on the host) on GPU and other backends.
+  ``host_eig`` (numpy on the host, the previous GPU path) elsewhere.
 
 Pencils: the GCRO-DR cycles stored in tests/solvers/data/deflation_pencils.npz
 (convection-diffusion, see make_deflation_pencils.py), every stored pencil
@@ -39,7 +39,6 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 import numpy as np
 
-from sciax.solvers.krylov import _gcrodr
 from sciax.solvers.krylov._deflation_space import smallest_eigenspace_with_stats
 
 DATA = (
@@ -52,13 +51,29 @@ DATA = (
 SIZES = ((20, 5), (20, 10), (40, 5), (40, 10), (40, 20), (80, 5), (80, 10), (80, 20))
 
 
+def host_eig(matrix):
+    """The previous GPU path (up to commit 9b7de2d): numpy's eig through a
+    host callback, since cuSOLVER's geev failed on these pencils."""
+    complex_dtype = jnp.complex128 if matrix.dtype == jnp.float64 else jnp.complex64
+    shapes = (
+        jax.ShapeDtypeStruct(matrix.shape[:1], complex_dtype),
+        jax.ShapeDtypeStruct(matrix.shape, complex_dtype),
+    )
+
+    def eig(a):
+        values, vectors = np.linalg.eig(np.asarray(a))
+        return values.astype(complex_dtype), vectors.astype(complex_dtype)
+
+    return jax.pure_callback(eig, shapes, matrix, vmap_method="sequential")
+
+
 def reference(left, right, k):
-    """Today's path: eig of solve(right, left), k smallest |theta|, QR."""
+    """The previous path: eig of solve(right, left), k smallest |theta|, QR."""
     pencil = jnp.linalg.solve(right, left)
     if jax.default_backend() == "cpu":
         values, vectors = jnp.linalg.eig(pencil)
     else:
-        values, vectors = _gcrodr._host_eig(pencil)
+        values, vectors = host_eig(pencil)
     order = jnp.argsort(jnp.abs(values))[:k]
     chosen = vectors[:, order]
     real = jnp.where(jnp.imag(values[order]) >= 0, jnp.real(chosen), jnp.imag(chosen))
