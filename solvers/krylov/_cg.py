@@ -214,7 +214,10 @@ def _iteration(carry, operator, b, preconditioner, direction, limit, collect, fl
     # local property that rounding keeps); a non-symmetric A with a positive
     # definite symmetric part never makes p^T A p <= 0 but breaks this at
     # once. Not checked across a restart from the true residual.
-    cosine = jnp.abs(dot(previous_r, z)) / jnp.sqrt(jnp.abs(rz * rz_new))
+    # (square roots taken apart: the product underflows in float32 near 1e-19)
+    cosine = jnp.abs(dot(previous_r, z)) / (
+        jnp.sqrt(jnp.abs(rz)) * jnp.sqrt(jnp.abs(rz_new))
+    )
     # (A varying preconditioner breaks it too: the flexible form skips it.)
     not_orthogonal = ~proposed & (cosine > 0.1) & (not flexible)
     r = true_r
