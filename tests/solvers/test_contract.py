@@ -43,6 +43,10 @@ _SLOW_PRECONDITIONED = {
     ("GMRESDR", "jacobi"),
     ("GMRESDR", "multigrid"),
     ("RecycledCG", "multigrid"),
+    # the learned solver's fallback along M r (test_learned_cd runs it on
+    # pressure problems)
+    ("LearnedCD", "jacobi"),
+    ("LearnedCD", "multigrid"),
 }
 
 
@@ -217,24 +221,27 @@ def test_bad_input_is_refused_at_trace_time():
         solvers.solve(operator, b, solver, adjoint="backprop")
 
 
-def every_solver_and_adjoint():
+def every_solver_and_adjoint(slow=()):
     """(name, adjoint) parameters; unrolled through a deflated restart
-    compiles for 27 s on 2 cores, so those two run under --runslow."""
+    compiles for 27 s on 2 cores, so those two run under --runslow, with the
+    pairs in ``slow``."""
+    slow = {("unrolled", "GCRODR"), ("unrolled", "GMRESDR"), *slow}
     return [
         pytest.param(
             name,
             adjoint,
             id=f"{adjoint}-{name}",
-            marks=[pytest.mark.slow]
-            if adjoint == "unrolled" and name in ("GCRODR", "GMRESDR")
-            else [],
+            marks=[pytest.mark.slow] if (adjoint, name) in slow else [],
         )
         for adjoint in ("implicit", "unrolled")
         for name in SOLVERS
     ]
 
 
-@pytest.mark.parametrize("name, adjoint", every_solver_and_adjoint())
+# GMRESDR runs GCRODR's cycle
+@pytest.mark.parametrize(
+    "name, adjoint", every_solver_and_adjoint(slow={("implicit", "GMRESDR")})
+)
 def test_gradients_against_finite_differences(name, adjoint):
     n = 5
     coefficient = jnp.asarray(diffusion_coefficient(n, 4))
@@ -310,7 +317,17 @@ def _dense_spd_problem(n=12, seed=0):
     return matrix, jnp.asarray(rng.normal(size=n)), jnp.asarray(rng.normal(size=n))
 
 
-@pytest.mark.parametrize("name, adjoint", every_solver_and_adjoint())
+# The implicit adjoint has two paths, the symmetric one (CG) and the
+# transposed solve (GMRES); the other solvers' take them under --runslow.
+@pytest.mark.parametrize(
+    "name, adjoint",
+    every_solver_and_adjoint(
+        slow={
+            ("implicit", name)
+            for name in ("RecycledCG", "GCRODR", "GMRESDR", "LearnedCD")
+        }
+    ),
+)
 def test_both_adjoints_give_the_dense_solve_gradient(name, adjoint):
     # Every entry of dloss/dA, its skew part included: the CG family cannot
     # see a non-symmetric perturbation of A, and differentiating its
@@ -345,7 +362,7 @@ def test_both_adjoints_give_the_dense_solve_gradient(name, adjoint):
         )
 
 
-@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("name", solver_names(slow={"GMRESDR"}))
 def test_systems_smaller_than_the_krylov_space(name):
     # restart 20 and recycle 10 on n = 1, 2, 3: the spaces are clamped to n,
     # and a recycle space carries over to the next system.
@@ -453,25 +470,26 @@ def test_scipy_sparse_matrices_are_accepted():
 def test_numpy_and_jax_scalars_are_accepted():
     operator, b = spd_problem(n=6)
     reference = solvers.solve(
-        operator, b, solvers.GMRES(rtol=1e-8, atol=0.0, max_steps=100, restart=10)
+        operator, b, solvers.CG(rtol=1e-8, atol=0.0, max_steps=100)
     )
     for solver in (
-        solvers.GMRES(
-            rtol=np.float32(1e-8),
-            atol=np.int64(0),
-            max_steps=np.int64(100),
-            restart=np.int64(10),
-        ),
-        solvers.GMRES(
-            rtol=jnp.asarray(1e-8),
-            atol=jnp.asarray(0.0),
-            max_steps=jnp.asarray(100),
-            restart=np.int32(10),
+        solvers.CG(rtol=np.float32(1e-8), atol=np.int64(0), max_steps=np.int64(100)),
+        solvers.CG(
+            rtol=jnp.asarray(1e-8), atol=jnp.asarray(0.0), max_steps=jnp.asarray(100)
         ),
     ):
-        assert isinstance(solver.max_steps, int) and isinstance(solver.restart, int)
+        assert isinstance(solver.max_steps, int)
         solution = solvers.solve(operator, b, solver)
         np.testing.assert_allclose(solution.value, reference.value, rtol=1e-6)
+    counts = solvers.GCRODR(
+        rtol=1e-8,
+        atol=0.0,
+        max_steps=np.int32(10),
+        restart=np.int64(10),
+        recycle=jnp.asarray(3),
+    )
+    assert (counts.max_steps, counts.restart, counts.recycle) == (10, 10, 3)
+    assert all(type(value) is int for value in (counts.restart, counts.recycle))
     # A range error is raised only for a value out of range, a type error
     # for what is not a number.
     with pytest.raises(ValueError, match="rtol must be >= 0"):

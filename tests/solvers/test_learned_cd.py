@@ -223,6 +223,10 @@ def test_multigrid_steps_with_a_useless_network():
     np.testing.assert_allclose(operator.mv(solution.value), b, atol=1e-7)
 
 
+# the contract suite (test_contract.py) checks dtypes, jit, vmap and
+# gradients for every solver by default; these repeat them on pressure
+# problems (a fluid mask) under --runslow
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_dtypes_and_float64_accuracy(dtype):
     if dtype == "float64" and not jax.config.jax_enable_x64:
@@ -237,6 +241,7 @@ def test_dtypes_and_float64_accuracy(dtype):
     assert float(residual) <= rtol
 
 
+@pytest.mark.slow
 def test_jit_vmap_and_gradient():
     """One jitted, vmapped program returns each solution and its gradient."""
     operator, b = pressure_problem(GRID)
