@@ -228,13 +228,14 @@ def _diffusion_solve(solver, preconditioner):
 # another path with one: the flexible variant). --runslow: the V-cycle, 1.2-
 # 1.5 s to lower and the same program whatever the solver, under the solvers
 # but CG; GMRESDR with Jacobi (GMRESDR runs GCRODR's restart cycle, whose
-# flexible path solve-GCRODR-jacobi exports).
+# flexible path solve-GCRODR-jacobi exports; solve_sequence-GMRESDR exports
+# it without one).
 for _solver_name, _solver in SOLVERS.items():
     for _label, _preconditioner in PRECONDITIONERS.items():
         case(
             f"solve-{_solver_name}-{_label}",
             slow=(_label == "multigrid" and _solver_name != "CG")
-            or (_solver_name, _label) == ("GMRESDR", "jacobi"),
+            or (_solver_name, _label) in (("GMRESDR", "jacobi"), ("GMRESDR", "none")),
         )(_diffusion_solve(_solver, _preconditioner))
 
 

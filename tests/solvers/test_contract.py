@@ -240,7 +240,16 @@ def every_solver_and_adjoint(slow=()):
 
 # GMRESDR runs GCRODR's cycle
 @pytest.mark.parametrize(
-    "name, adjoint", every_solver_and_adjoint(slow={("implicit", "GMRESDR")})
+    "name, adjoint",
+    # the learned solver's adjoints are checked by default in the dense test
+    # below (and on pressure problems in test_learned_cd under --runslow)
+    every_solver_and_adjoint(
+        slow={
+            ("implicit", "GMRESDR"),
+            ("implicit", "LearnedCD"),
+            ("unrolled", "LearnedCD"),
+        }
+    ),
 )
 def test_gradients_against_finite_differences(name, adjoint):
     n = 5
@@ -326,6 +335,7 @@ def _dense_spd_problem(n=12, seed=0):
             ("implicit", name)
             for name in ("RecycledCG", "GCRODR", "GMRESDR", "LearnedCD")
         }
+        | {("unrolled", "RecycledCG")}
     ),
 )
 def test_both_adjoints_give_the_dense_solve_gradient(name, adjoint):
@@ -362,8 +372,22 @@ def test_both_adjoints_give_the_dense_solve_gradient(name, adjoint):
         )
 
 
-@pytest.mark.parametrize("name", solver_names(slow={"GMRESDR"}))
-def test_systems_smaller_than_the_krylov_space(name):
+# Each size compiles its own programs: n = 2, and GMRESDR (GCRODR's cycle),
+# under --runslow.
+@pytest.mark.parametrize(
+    "name, sizes",
+    [
+        pytest.param(
+            name,
+            sizes,
+            id=f"{name}-n={','.join(map(str, sizes))}",
+            marks=[pytest.mark.slow] if sizes == (2,) or name == "GMRESDR" else [],
+        )
+        for name in SOLVERS
+        for sizes in ((1, 3), (2,))
+    ],
+)
+def test_systems_smaller_than_the_krylov_space(name, sizes):
     # restart 20 and recycle 10 on n = 1, 2, 3: the spaces are clamped to n,
     # and a recycle space carries over to the next system.
     make = {
@@ -379,7 +403,7 @@ def test_systems_smaller_than_the_krylov_space(name):
         ),
     }.get(name, lambda: SOLVERS[name](1e-10, 0.0, 50))
     solver = make()
-    for n in (1, 2, 3):
+    for n in sizes:
         rng = np.random.default_rng(n)
         m = rng.normal(size=(n, n))
         matrix = jnp.asarray(m @ m.T + n * np.eye(n))

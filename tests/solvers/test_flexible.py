@@ -126,11 +126,11 @@ def test_varying_preconditioner_needs_the_flexible_form():
     assert plain.result == solvers.RESULTS.breakdown
 
 
-@pytest.mark.parametrize(
-    "dtype",
-    # float64 compiles the same network for another 40 s on 2 cores
-    [jnp.float32, pytest.param(jnp.float64, marks=pytest.mark.slow)],
-)
+# 20-40 s of compiling the network on 2 cores per dtype; the default suite
+# exports it (tests/test_export.py) and checks the flexible methods with an
+# inner solve above
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_network_preconditioner_in_flexible_methods(dtype):
     cells = pde.pressure_cells(
         "obstacles", (32, 32), jax.random.key(7), num_obstacles=4

@@ -86,12 +86,13 @@ def test_vcycle_is_symmetric_positive_definite():
 
 
 # 31 has one level below the finest, 63 two (coarsest 15^2 <= 512); each
-# grid compiles its own hierarchy, so the deeper ones wait for --runslow
+# grid compiles its own hierarchy (16 s for 63 on 2 cores), so the deeper
+# ones wait for --runslow
 @pytest.mark.parametrize(
     "n",
     [
         31,
-        63,
+        pytest.param(63, marks=pytest.mark.slow),
         pytest.param(127, marks=pytest.mark.slow),
         pytest.param(255, marks=pytest.mark.slow),
     ],
