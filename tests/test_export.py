@@ -247,7 +247,8 @@ def _():
     return run, (shape(16, 16), shape(16), shape(16))
 
 
-@case("solve-GCRODR-matrix-state")
+# --runslow: the state path lowers inside solve_sequence-GCRODR by default
+@case("solve-GCRODR-matrix-state", slow=True)
 def _():
     # a recycle space passed in, as from the previous system's Solution.state
     def run(matrix, b, basis, valid):
