@@ -215,16 +215,15 @@ def _iteration(carry, operator, b, preconditioner, direction, limit, collect, fl
     # definite symmetric part never makes p^T A p <= 0 but breaks this at
     # once. Not checked across a restart from the true residual.
     # (square roots taken apart: the product underflows in float32 near 1e-19)
-    cosine = jnp.abs(dot(previous_r, z)) / (
-        jnp.sqrt(jnp.abs(rz)) * jnp.sqrt(jnp.abs(rz_new))
-    )
+    cross = dot(previous_r, z)
+    cosine = jnp.abs(cross) / (jnp.sqrt(jnp.abs(rz)) * jnp.sqrt(jnp.abs(rz_new)))
     # (A varying preconditioner breaks it too: the flexible form skips it.)
     not_orthogonal = ~proposed & (cosine > 0.1) & (not flexible)
     r = true_r
     # After a failed check, restart the directions from the true residual.
     if flexible:
         # Polak-Ribiere: keeps p A-orthogonal to the last direction when M varies
-        numerator = rz_new - dot(previous_r, z)
+        numerator = rz_new - cross
     else:
         numerator = rz_new
     beta = jnp.where(proposed, 0.0, numerator / rz).astype(b.dtype)

@@ -167,27 +167,11 @@ class LearnedConjugateDirections(AbstractLinearSolver):
         (``solve`` then sees only its matvec)."""
         if self.grid_shape is not None:
             return self
-        if not isinstance(operator, AbstractGridOperator):
-            raise TypeError(
-                "LearnedConjugateDirections needs an operator on a grid (a "
-                "solvers.AbstractGridOperator, e.g. sciax.pde.PressureOperator); got "
-                f"{type(operator).__name__}."
-            )
-        grid = operator.grid_shape
-        if len(grid) != self.network.ndim:
-            raise ValueError(
-                f"the network was trained for {self.network.ndim}-D grids but the "
-                f"operator's grid is {len(grid)}-D {tuple(grid)}: use "
-                f"solvers.pretrained_network({len(grid)}) or train one."
-            )
+        grid = check_network_fits(self.network, operator, "LearnedConjugateDirections")
         cell_types = operator.cell_types
-        if self.network.cell_types and cell_types is None:
-            raise ValueError(
-                "the network reads cell types but the operator has no cell_types."
-            )
         return dataclasses.replace(
             self,
-            grid_shape=tuple(int(n) for n in grid),
+            grid_shape=grid,
             cell_types=cell_types,
             fluid=operator.fluid,
         )
@@ -265,13 +249,46 @@ def _initial_carry(solver, operator, b, x0, limit):
     )
 
 
+def check_network_fits(network, operator, owner):
+    """Trace-time check that ``network`` can read ``operator``'s grid (and
+    cell types); returns the grid shape. Shared by the solver and the
+    preconditioner that call the network."""
+    if not isinstance(operator, AbstractGridOperator):
+        raise TypeError(
+            f"{owner} needs an operator on a grid (a solvers.AbstractGridOperator, "
+            f"e.g. sciax.pde.PressureOperator); got {type(operator).__name__}."
+        )
+    grid = tuple(int(n) for n in operator.grid_shape)
+    if len(grid) != network.ndim:
+        raise ValueError(
+            f"the network was trained for {network.ndim}-D grids but the "
+            f"operator's grid is {len(grid)}-D {grid}: use "
+            f"solvers.pretrained_network({len(grid)}) or train one."
+        )
+    if network.cell_types and operator.cell_types is None:
+        raise ValueError(
+            "the network reads cell types but the operator has no cell_types."
+        )
+    return grid
+
+
+def network_direction(network, r, scale, grid, cell_types, dtype):
+    """The network's direction for the residual r of norm ``scale``: the
+    network reads r / ||r|| on the grid, in its own dtype; the flat output
+    is cast to ``dtype``."""
+    unit = (r / jnp.where(scale > 0, scale, 1)).reshape(grid)
+    return network(unit, cell_types).reshape(-1).astype(dtype)
+
+
 def _propose(solver, r, preconditioner, mask, dtype):
     """The network's direction for the residual r, or M r where it is useless
     (not finite, or |cos(d, r)| below ``_USELESS_COSINE``); and whether it
     was."""
     scale = norm(r)
-    unit = (r / jnp.where(scale > 0, scale, 1)).reshape(solver.grid_shape)
-    d = solver.network(unit, solver.cell_types).reshape(-1).astype(dtype) * mask
+    d = network_direction(
+        solver.network, r, scale, solver.grid_shape, solver.cell_types, dtype
+    )
+    d = d * mask
     cosine = dot(d, r) / (norm(d) * scale)
     useless = ~jnp.all(jnp.isfinite(d)) | ~(jnp.abs(cosine) >= _USELESS_COSINE)
     # a cond, not a where: a V-cycle costs several matvecs and is

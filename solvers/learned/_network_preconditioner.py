@@ -3,10 +3,10 @@ flexible Krylov methods."""
 
 import jax.numpy as jnp
 
-from .._operator import AbstractGridOperator
 from .._solver import dot, norm
 from ..preconditioners._preconditioner import AbstractPreconditioner
 from ._direction_network import ConjugateDirectionNetwork
+from ._learned_cd import check_network_fits, network_direction
 
 
 class NetworkPreconditioner(AbstractPreconditioner):
@@ -60,38 +60,20 @@ class NetworkPreconditioner(AbstractPreconditioner):
             )
 
     def build(self, operator):
-        if not isinstance(operator, AbstractGridOperator):
-            raise TypeError(
-                "NetworkPreconditioner needs an operator on a grid (a "
-                "solvers.AbstractGridOperator, e.g. sciax.pde.PressureOperator); got "
-                f"{type(operator).__name__}."
-            )
-        grid = tuple(operator.grid_shape)
-        if len(grid) != self.network.ndim:
-            raise ValueError(
-                f"the network was trained for {self.network.ndim}-D grids but the "
-                f"operator's grid is {len(grid)}-D {grid}."
-            )
-        if self.network.cell_types and operator.cell_types is None:
-            raise ValueError(
-                "the network reads cell types but the operator has no cell_types."
-            )
+        grid = check_network_fits(self.network, operator, "NetworkPreconditioner")
         network, cell_types = self.network, operator.cell_types
         fluid = None if operator.fluid is None else operator.fluid.reshape(-1)
         correction = (
             None if self.correction is None else self.correction.build(operator)
         )
 
-        def direction(v):
-            scale = norm(v)
-            unit = (v / jnp.where(scale > 0, scale, 1)).reshape(grid)
-            d = network(unit, cell_types).reshape(-1).astype(v.dtype)
-            return d if fluid is None else d * fluid.astype(v.dtype)
-
         def apply(v):
-            d = direction(v)
+            scale = norm(v)
+            d = network_direction(network, v, scale, grid, cell_types, v.dtype)
+            if fluid is not None:
+                d = d * fluid.astype(v.dtype)
             if correction is None:
-                return norm(v) * d
+                return scale * d
             image = operator.mv(d)
             curvature = dot(d, image)
             step = jnp.where(curvature > 0, dot(d, v) / curvature, 0.0)
