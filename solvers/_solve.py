@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import scipy.sparse
 from jax import lax
 
-from .._results import RESULTS
+from .._results import raise_if_failed
 from ._operator import FunctionOperator, SparseOperator, as_operator
 from ._solution import Solution
 from ._solver import AbstractLinearSolver
@@ -113,9 +113,12 @@ def solve(
             CG family, which cannot see a non-symmetric perturbation of A,
             the iterations are differentiated along the symmetric part and
             the skew part's exact derivative costs one more solve.
-        throw: raise if the solve did not succeed (use False inside
-            gradients, training loops and nested solves, and read
-            ``Solution.result``).
+        throw: raise if the solve did not succeed, with a message that
+            names the result; with ``adjoint="implicit"`` the gradient's
+            solves (the tangent and transposed solves) are checked too.
+            Inside gradients, training loops and nested solves pass False
+            and test ``Solution.result``; the gradient's own solves are then
+            not checked (their result has no output to go to).
 
     Returns:
         ``Solution(value, result, stats, state)``.
@@ -169,6 +172,11 @@ def _solve(operator, b, solver, *, x0, preconditioner, state, adjoint, throw):
             x, result, stats, new_state = solver.compute(
                 wrapped, rhs, x0, precondition, state, False
             )
+            if throw:
+                # checked here, not only on the output: a symmetric solver's
+                # cotangent solve runs this function, and under jit(grad(f))
+                # a check on an output that f uses linearly is dead code
+                x = raise_if_failed(x, result, "sciax.solvers.solve")
             return x, (result, stats, new_state)
 
         def transposed(vecmat, rhs):
@@ -183,6 +191,13 @@ def _solve(operator, b, solver, *, x0, preconditioner, state, adjoint, throw):
                 solver.init_state(wrapped, rhs),
                 False,
             )
+            if throw:
+                x = raise_if_failed(
+                    x,
+                    result,
+                    "sciax.solvers.solve",
+                    where=" in its gradient's transposed solve",
+                )
             return x, (result, stats, state)
 
         x, (result, stats, state) = lax.custom_linear_solve(
@@ -193,6 +208,6 @@ def _solve(operator, b, solver, *, x0, preconditioner, state, adjoint, throw):
             symmetric=solver.symmetric,
             has_aux=True,
         )
-    if throw:
-        x = result.error_if(x, result != RESULTS.successful)
+    if throw and adjoint == "unrolled":
+        x = raise_if_failed(x, result, "sciax.solvers.solve")
     return Solution(value=x, result=result, stats=stats, state=state)

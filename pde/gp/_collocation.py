@@ -13,7 +13,7 @@ import optax
 from jax import lax
 from jaxtyping import Array, Float
 
-from ..._results import RESULTS
+from ..._results import RESULTS, raise_if_failed
 from ._gp_kernels import SpectralMixtureKernel
 
 # Residual precision relative to the prior (after each block of rows is scaled
@@ -361,7 +361,9 @@ def reported_spectrum(kernel, length):
     return jnp.abs(frequencies[order]) / length, weights[order]
 
 
-def result_and_stats(value, converged, newton_steps, loop: OuterLoop, rtol, throw):
+def result_and_stats(
+    value, converged, newton_steps, loop: OuterLoop, rtol, throw, entry_point
+):
     """The result code (raising if asked) and the stats both solvers report.
     A residual left above a positive ``rtol`` is a failure: a kernel that
     cannot represent the solution converges to a wrong answer, and this
@@ -376,7 +378,7 @@ def result_and_stats(value, converged, newton_steps, loop: OuterLoop, rtol, thro
         RESULTS.newton_max_steps_reached,
     )
     if throw:
-        value = result.error_if(value, result != RESULTS.successful)
+        value = raise_if_failed(value, result, entry_point)
     stats = {
         "num_steps": loop.num_steps,
         "num_accepted": loop.num_accepted,

@@ -606,7 +606,9 @@ def _box_solution(
         reported_spectrum(kernel, length)
         for kernel, length in zip(likelihood_kernels, problem.lengths, strict=True)
     ]
-    value, result, stats = result_and_stats(value, converged, newton, loop, rtol, throw)
+    value, result, stats = result_and_stats(
+        value, converged, newton, loop, rtol, throw, "sciax.pde.gp_solve_box"
+    )
     stats["num_matvecs"] = matvecs
     stats["rank_truncated"] = truncated
     return GPBoxSolution(

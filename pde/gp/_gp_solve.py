@@ -441,7 +441,9 @@ def gp_solve(
         loop.kernel, value, _negative_log_likelihood, spectrum_steps
     )
     frequencies, weights = reported_spectrum(likelihood_kernel, length)
-    value, result, stats = result_and_stats(value, converged, newton, loop, rtol, throw)
+    value, result, stats = result_and_stats(
+        value, converged, newton, loop, rtol, throw, "sciax.pde.gp_solve"
+    )
     return GPSolution(
         grid, value, loop.kernel, coefficients, frequencies, weights, result, stats
     )

@@ -10,7 +10,7 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
-from ..._results import RESULTS
+from ..._results import RESULTS, raise_if_failed
 from .._box_inputs import check_rtol
 
 
@@ -289,6 +289,6 @@ def chebyshev_solve(
         RESULTS.nonfinite,
     )
     if throw:
-        u = result.error_if(u, result != RESULTS.successful)
+        u = raise_if_failed(u, result, "sciax.pde.chebyshev_solve")
     stats = {"num_steps": steps + 1, "residual_norm": jnp.max(jnp.abs(value))}
     return ChebyshevSolution(x, u, result, stats)

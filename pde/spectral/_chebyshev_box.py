@@ -13,7 +13,7 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from ... import solvers
-from ..._results import RESULTS
+from ..._results import RESULTS, raise_if_failed
 from .._box_inputs import boundary_on_grid, check_box_inputs, check_rtol
 from ._chebyshev import (
     barycentric_rows,
@@ -384,7 +384,7 @@ def _solution(
         RESULTS.nonfinite,
     )
     if throw:
-        u = result.error_if(u, result != RESULTS.successful)
+        u = raise_if_failed(u, result, "sciax.pde.chebyshev_solve_box")
     stats = {
         "num_steps": steps + 1,
         "num_matvecs": matvecs + used,

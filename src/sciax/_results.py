@@ -50,3 +50,33 @@ class RESULTS(eqx.Enumeration):
         "to represent the solution. Pass other kernels, more points or more "
         "outer steps."
     )
+
+
+def _failure_messages(entry_point: str, solution: str, where: str) -> list[str]:
+    names = {item._value.item(): name for name, item in RESULTS._name_to_item.items()}
+    return [
+        f"{entry_point} ended with result RESULTS.{names[index]}{where}: "
+        f"{message}\n"
+        f"To handle this without an exception (inside jit, vmap, grad or a "
+        f"loop), call {entry_point} with throw=False and test "
+        f"{solution}.result == sciax.RESULTS.successful."
+        for index, message in enumerate(RESULTS._index_to_message)
+    ]
+
+
+def raise_if_failed(
+    value, result, entry_point: str, solution: str = "solution", where: str = ""
+):
+    """``value``, unchanged, with a runtime error attached where ``result`` is
+    not ``RESULTS.successful`` (``throw=True``). The message names the
+    entry point, the result and the way out: ``throw=False`` and a test of
+    ``result``. Under ``jit``, ``vmap`` and ``grad``, equinox and JAX wrap it
+    in their own long text; this first paragraph says what went wrong and
+    what to do. ``where`` adds which part failed (" in its gradient's
+    transposed solve")."""
+    return eqx.branched_error_if(
+        value,
+        result != RESULTS.successful,
+        result._value,
+        _failure_messages(entry_point, solution, where),
+    )
