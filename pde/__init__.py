@@ -13,6 +13,7 @@ from ._pressure import pressure_cells as pressure_cells
 from ._random_field import gaussian_random_field as gaussian_random_field
 from .datasets import BurgersSample as BurgersSample
 from .datasets import DarcySample as DarcySample
+from .datasets import darcy_coefficient as darcy_coefficient
 from .datasets import burgers_initial_condition as burgers_initial_condition
 from .datasets import burgers_samples as burgers_samples
 from .datasets import burgers_solve as burgers_solve

@@ -6,6 +6,7 @@ from ._burgers import burgers_samples as burgers_samples
 from ._burgers import burgers_solve as burgers_solve
 from ._burgers import periodic_subsample as periodic_subsample
 from ._darcy import DarcySample as DarcySample
+from ._darcy import darcy_coefficient as darcy_coefficient
 from ._darcy import darcy_sample as darcy_sample
 from ._darcy import darcy_samples as darcy_samples
 from ._darcy import subsample as subsample

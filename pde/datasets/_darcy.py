@@ -1,6 +1,5 @@
-"""The Darcy-flow data of the FNO benchmark, generated with multigrid-PCG."""
-
-import functools
+"""The Darcy-flow data of the FNO benchmark, generated with the library's
+solvers (multigrid-PCG by default), optionally along a sorted chain."""
 
 import equinox as eqx
 import jax
@@ -8,9 +7,11 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..._results import RESULTS
-from ...solvers import CG, DiffusionOperator, Multigrid, solve
+from ..._results import RESULTS, raise_if_failed
+from ...solvers import CG, AbstractLinearSolver, DiffusionOperator, Multigrid, solve
+from ...solvers.sequence import solve_sequence
 from .._random_field import gaussian_random_field
+from ._sample_order import check_order, fields_at, inverse_order, sample_order
 from ._sharding import batch_devices, float_dtype, over_devices, sample_indices
 
 # The default relative residual of the multigrid-PCG solve comes from the
@@ -44,6 +45,48 @@ def _dtype_and_rtol(resolution, dtype, rtol):
     if isinstance(rtol, bool) or not float(rtol) > 0:
         raise ValueError(f"darcy_sample: rtol must be > 0 or None, got {rtol!r}.")
     return dtype, rtol
+
+
+def _dtype_and_solver(caller, resolution, dtype, rtol, solver):
+    """The dtype and the solver: multigrid-PCG's CG to ``rtol`` (default from
+    the dtype) unless a solver is given, which carries its own tolerances."""
+    if solver is None:
+        dtype, rtol = _dtype_and_rtol(resolution, dtype, rtol)
+        return dtype, CG(rtol=rtol, atol=0.0, max_steps=200)
+    if not isinstance(solver, AbstractLinearSolver):
+        raise TypeError(
+            f"{caller}: solver must be a sciax.solvers solver (CG, GMRES, GCRODR, "
+            f"...), got {type(solver).__name__}."
+        )
+    if rtol is not None:
+        raise ValueError(
+            f"{caller}: pass rtol either alone (for the default multigrid-PCG) "
+            "or inside the solver, not both."
+        )
+    return float_dtype(caller, dtype), solver
+
+
+def darcy_coefficient(
+    field: Float[Array, "..."], *, high: float = 12.0, low: float = 3.0
+) -> Float[Array, "..."]:
+    r"""The two-phase coefficient of the FNO Darcy benchmark (Li et al. 2021):
+    $a = $ ``high`` where the field is $\ge 0$ and ``low`` elsewhere (12 and
+    3 in the benchmark), in the field's dtype.
+
+    Args:
+        field: e.g. ``gaussian_random_field(key, (r, r), alpha=2, tau=3)``.
+        high: the value where the field is >= 0.
+        low: the value elsewhere.
+    """
+    field = jnp.asarray(field)
+    return jnp.where(field >= 0, high, low).astype(field.dtype)
+
+
+def _darcy_field(key, resolution, alpha, tau, dtype):
+    field = gaussian_random_field(
+        key, (resolution, resolution), alpha=alpha, tau=tau, dtype=dtype
+    )
+    return darcy_coefficient(field)
 
 
 class DarcySample(eqx.Module):
@@ -109,6 +152,8 @@ def darcy_sample(
     alpha: float = 2.0,
     tau: float = 3.0,
     rtol: float | None = None,
+    solver: AbstractLinearSolver | None = None,
+    preconditioner=Multigrid(),
     throw: bool = True,
     dtype=None,
 ) -> DarcySample:
@@ -132,11 +177,15 @@ def darcy_sample(
             ``subsample`` to 211, 141, 106, 85).
         alpha: the field's smoothness.
         tau: the field's inverse length scale.
-        rtol: the solve's relative residual; default from the dtype's
-            machine epsilon and R = resolution,
+        rtol: the default solver's relative residual; default from the
+            dtype's machine epsilon and R = resolution,
             $\max(10^{-10}, \epsilon R^2/4)$: 1e-10 in float64 (about 9
             iterations), 5.3e-3 in float32 at 421 (where the float32
             residual stalls near 1e-3, about $0.04\,\epsilon R^2$).
+        solver: any ``sciax.solvers`` solver, with its own tolerances
+            (then leave ``rtol`` None); default ``CG(rtol, 0, 200)``.
+        preconditioner: as for ``solvers.solve``; default ``Multigrid()``
+            (built for each sample's operator); None for none.
         throw: raise unless the solve succeeded; pass False inside
             ``jax.vmap`` and read ``result``.
         dtype: float32 or float64 (default: JAX's default float).
@@ -144,19 +193,14 @@ def darcy_sample(
     Returns:
         A ``DarcySample``.
     """
-    dtype, rtol = _dtype_and_rtol(resolution, dtype, rtol)
-    field = gaussian_random_field(
-        key, (resolution, resolution), alpha=alpha, tau=tau, dtype=dtype
-    )
-    coefficient = jnp.where(field >= 0, 12.0, 3.0).astype(dtype)
-    operator = DiffusionOperator(coefficient)
+    dtype, solver = _dtype_and_solver("darcy_sample", resolution, dtype, rtol, solver)
+    coefficient = _darcy_field(key, resolution, alpha, tau, dtype)
     interior = resolution - 2
-    solver = CG(rtol=rtol, atol=0.0, max_steps=200)
     solution = solve(
-        operator,
+        DiffusionOperator(coefficient),
         jnp.ones(interior * interior, dtype),
         solver,
-        preconditioner=Multigrid(),
+        preconditioner=preconditioner,
         throw=throw,
     )
     u = jnp.pad(solution.value.reshape(interior, interior), 1)
@@ -171,6 +215,9 @@ def darcy_samples(
     alpha: float = 2.0,
     tau: float = 3.0,
     rtol: float | None = None,
+    solver: AbstractLinearSolver | None = None,
+    preconditioner=Multigrid(),
+    order: str = "none",
     batch_size: int = 1,
     first_index: int = 0,
     devices=None,
@@ -180,8 +227,10 @@ def darcy_samples(
     """``num_samples`` samples of the FNO Darcy benchmark (see ``darcy_sample``).
 
     Sample i uses ``jax.random.fold_in(key, first_index + i)``, so a sample
-    is the same whichever shard or device computes it. Samples are split
-    evenly over ``devices`` (default: all local devices) with
+    is the same whichever shard, device or order computes it.
+
+    With ``order="none"`` (default) the samples are solved independently:
+    split evenly over ``devices`` (default: all local devices) with
     ``jax.shard_map`` and solved ``batch_size`` at a time on each (``vmap``
     inside ``lax.map``, batches padded to that width). With the default
     ``batch_size=1`` every sample is computed alone, so the data are
@@ -192,7 +241,31 @@ def darcy_samples(
     faster on GPUs but a sample's last bits may then depend on its position
     in the batch (vectorised sums round differently).
 
-    ``rtol`` defaults from the dtype as in ``darcy_sample``.
+    With ``order="greedy"`` or ``"fft-pca"`` the coefficients are drawn
+    first, sorted into a chain along which neighbours are similar (SKR, Wang
+    et al. 2024: the greedy nearest-neighbour chain, or the FFT-PCA-Hilbert
+    order for long runs), and solved along it with ``solvers.solve_sequence``:
+    a recycling solver (``GCRODR``, ``RecycledCG``) carries its recycle space
+    from each sample to the next. The chain is cut into one contiguous piece
+    per device. The samples come back in index order either way, and agree
+    with the unsorted ones to the solver's tolerance.
+
+    Args:
+        key: PRNG key of the random fields.
+        num_samples: how many.
+        resolution: as in ``darcy_sample``.
+        alpha: as in ``darcy_sample``.
+        tau: as in ``darcy_sample``.
+        rtol: as in ``darcy_sample``.
+        solver: as in ``darcy_sample``; a recycling one pays with an order.
+        preconditioner: as in ``darcy_sample`` (default ``Multigrid()``).
+        order: "none", "greedy" or "fft-pca" (see above).
+        batch_size: samples solved side by side per device (``order="none"``
+            only; a chain is sequential).
+        first_index: index of the first sample.
+        devices: devices to spread the work over (default: all local ones).
+        throw: raise if a solve did not succeed; with False read ``result``.
+        dtype: as in ``darcy_sample``.
 
     Returns:
         A ``DarcySample`` whose fields carry a leading axis of num_samples:
@@ -204,29 +277,44 @@ def darcy_samples(
     devices = batch_devices("darcy_samples", num_samples, batch_size, devices)
     if resolution < 5:
         raise ValueError(f"darcy_samples: resolution must be >= 5, got {resolution}.")
-    dtype, rtol = _dtype_and_rtol(resolution, dtype, rtol)
-    indices = sample_indices(num_samples, first_index, devices, batch_size)
-    samples = _generate(
-        key,
-        indices,
-        resolution,
-        alpha,
-        tau,
-        rtol,
-        batch_size,
-        dtype,
-        devices,
+    check_order("darcy_samples", order)
+    if order != "none" and batch_size != 1:
+        raise ValueError(
+            "darcy_samples: batch_size applies to order='none'; a sorted chain "
+            "is solved one sample after another (use devices to split it)."
+        )
+    dtype, solver = _dtype_and_solver("darcy_samples", resolution, dtype, rtol, solver)
+    if order == "none":
+        indices = sample_indices(num_samples, first_index, devices, batch_size)
+        samples = _generate(
+            key,
+            indices,
+            solver,
+            preconditioner,
+            (resolution, alpha, tau, batch_size, dtype, devices),
+        )
+        samples = jax.tree_util.tree_map(lambda leaf: leaf[:num_samples], samples)
+    else:
+        indices = first_index + jnp.arange(num_samples, dtype=jnp.uint32)
+        settings = (resolution, alpha, tau, dtype, devices)
+        samples = darcy_chain(key, indices, solver, preconditioner, order, settings)
+    return _checked(samples, throw, "sciax.pde.darcy_samples")
+
+
+def _checked(samples, throw, entry_point):
+    """``samples`` with ``throw``'s runtime error attached."""
+    if not throw:
+        return samples
+    coefficient = raise_if_failed(
+        samples.coefficient, samples.result, entry_point, "samples"
     )
-    samples = jax.tree_util.tree_map(lambda leaf: leaf[:num_samples], samples)
-    if throw:
-        failed = samples.result != RESULTS.successful
-        coefficient = samples.result.error_if(samples.coefficient, failed)
-        samples = eqx.tree_at(lambda s: s.coefficient, samples, coefficient)
-    return samples
+    return eqx.tree_at(lambda s: s.coefficient, samples, coefficient)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6, 7, 8))
-def _generate(key, indices, resolution, alpha, tau, rtol, batch_size, dtype, devices):
+@eqx.filter_jit
+def _generate(key, indices, solver, preconditioner, settings):
+    resolution, alpha, tau, batch_size, dtype, devices = settings
+
     def run(key, indices):
         def one(index):
             return darcy_sample(
@@ -234,7 +322,8 @@ def _generate(key, indices, resolution, alpha, tau, rtol, batch_size, dtype, dev
                 resolution=resolution,
                 alpha=alpha,
                 tau=tau,
-                rtol=rtol,
+                solver=solver,
+                preconditioner=preconditioner,
                 throw=False,
                 dtype=dtype,
             )
@@ -242,3 +331,94 @@ def _generate(key, indices, resolution, alpha, tau, rtol, batch_size, dtype, dev
         return lax.map(one, indices, batch_size=batch_size)
 
     return over_devices(run, devices)(key, indices)
+
+
+def darcy_chain(key, indices, solver, preconditioner, order, settings) -> DarcySample:
+    """The samples ``indices`` (in that order, the first one's recycle space
+    fresh) solved along a chain: sorted by ``order`` ("greedy", "fft-pca",
+    or "none" to keep the given order), one contiguous piece per device.
+    Returned in the order of ``indices``."""
+    resolution, alpha, tau, dtype, devices = settings
+    coefficient = _chain_fields(key, indices, resolution, alpha, tau, dtype)
+    sequence = sample_order(order, coefficient)
+    sorted_solution = _solve_chain(
+        coefficient[sequence], solver, preconditioner, devices
+    )
+    inverse = inverse_order(sequence)
+    interior = resolution - 2
+    value = sorted_solution.value[inverse].reshape(-1, interior, interior)
+    unsort = lambda leaf: leaf[inverse]  # noqa: E731
+    return DarcySample(
+        coefficient,
+        jnp.pad(value, ((0, 0), (1, 1), (1, 1))),
+        jax.tree_util.tree_map(unsort, sorted_solution.result),
+        jax.tree_util.tree_map(unsort, sorted_solution.stats),
+    )
+
+
+def darcy_order_fields(
+    key, indices, *, resolution=421, alpha=2.0, tau=3.0, dtype=None, **_
+):
+    """The coefficients of samples ``indices`` at every k-th node (at most 64
+    per axis): what ``sample_order`` needs to sort a long run, without
+    holding the full fields of every sample."""
+    dtype = float_dtype("darcy_samples", dtype)
+    stride = max(1, -(-resolution // 64))
+    return _coarse_fields(key, indices, resolution, alpha, tau, dtype, stride)
+
+
+@eqx.filter_jit
+def _coarse_fields(key, indices, resolution, alpha, tau, dtype, stride):
+    return fields_at(
+        lambda k: _darcy_field(k, resolution, alpha, tau, dtype)[::stride, ::stride],
+        key,
+        indices,
+    )
+
+
+@eqx.filter_jit
+def _chain_fields(key, indices, resolution, alpha, tau, dtype):
+    return fields_at(
+        lambda k: _darcy_field(k, resolution, alpha, tau, dtype), key, indices
+    )
+
+
+def _solve_chain(coefficient, solver, preconditioner, devices):
+    count, size = coefficient.shape[0], coefficient.shape[1] - 2
+    chunks = min(len(devices), count)
+    return solve_sequence(
+        DiffusionOperator,
+        coefficient,
+        jnp.ones((count, size * size), coefficient.dtype),
+        solver,
+        order="given",
+        preconditioner=preconditioner,
+        chunks=chunks,
+        devices=list(devices[:chunks]) if chunks > 1 else None,
+    )
+
+
+def darcy_samples_along(
+    key,
+    indices,
+    *,
+    resolution: int = 421,
+    alpha: float = 2.0,
+    tau: float = 3.0,
+    rtol: float | None = None,
+    solver: AbstractLinearSolver | None = None,
+    preconditioner=Multigrid(),
+    devices=None,
+    throw: bool = True,
+    dtype=None,
+    **_,
+) -> DarcySample:
+    """The samples ``indices``, solved as one chain in exactly that order
+    (``write_dataset``'s shard of a sorted run), in that order. Options as
+    in ``darcy_samples``; its ``order`` and ``batch_size`` are the caller's."""
+    devices = tuple(jax.local_devices() if devices is None else devices)
+    dtype, solver = _dtype_and_solver("darcy_samples", resolution, dtype, rtol, solver)
+    settings = (resolution, alpha, tau, dtype, devices)
+    indices = jnp.asarray(indices, jnp.uint32)
+    samples = darcy_chain(key, indices, solver, preconditioner, "none", settings)
+    return _checked(samples, throw, "sciax.pde.write_dataset")

@@ -8,13 +8,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..._checkpoint import changed_settings, replace_atomically, write_json
 from ._burgers import burgers_samples, periodic_subsample
-from ._darcy import darcy_samples, subsample
+from ._darcy import darcy_order_fields, darcy_samples, darcy_samples_along, subsample
+from ._sample_order import check_order, sample_order
 
 
 class _Generator(NamedTuple):
@@ -22,14 +25,39 @@ class _Generator(NamedTuple):
     default_resolution: int
     subsample: Callable
     fields: tuple[str, str]
+    # sorted runs: the fields to sort on, and the samples of given indices
+    # solved along a chain (None: the generator has no sorted order)
+    order_fields: Callable | None = None
+    along: Callable | None = None
 
 
 GENERATORS = {
-    "darcy": _Generator(darcy_samples, 421, subsample, ("coefficient", "solution")),
+    "darcy": _Generator(
+        darcy_samples,
+        421,
+        subsample,
+        ("coefficient", "solution"),
+        darcy_order_fields,
+        darcy_samples_along,
+    ),
     "burgers": _Generator(
         burgers_samples, 8192, periodic_subsample, ("initial", "final")
     ),
 }
+# a sorted run's shards also hold the indices of their samples
+INDEX = "index"
+
+
+def _recordable(value):
+    """An option as the manifest records it: solvers and preconditioners
+    (equinox modules) by their repr, which lists their settings."""
+    if isinstance(value, eqx.Module):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return [_recordable(item) for item in value]
+    return value
+
+
 MANIFEST = "manifest.json"
 
 
@@ -69,6 +97,14 @@ def write_dataset(
     a shard whose digest does not match the manifest (corrupted, or
     written by something else) is generated again.
 
+    A sorted run (``order="greedy"`` or ``"fft-pca"`` among the Darcy
+    options, with for instance ``solver=solvers.GCRODR(...)``) first orders
+    all samples into one chain (on their coefficients at up to 64 nodes per
+    axis; recomputed identically on resume), then writes shard j as the j-th
+    contiguous piece of the chain, solved along it with the recycle space
+    carried from sample to sample; each such shard also holds ``index``, its
+    samples' indices, and ``load_dataset`` returns index order.
+
     Args:
         directory: where the dataset lives (created if needed).
         generator: "darcy" (``pde.darcy_samples``, solved at 421 by default)
@@ -79,7 +115,9 @@ def write_dataset(
         resolutions: extra resolutions to store by subsampling (e.g. 85, 141,
             211 from 421; 1024 from 8192).
         progress: show a progress bar (samples done, samples per second).
-        **options: passed to the generator (``resolution``, ``alpha``, ...).
+        **options: passed to the generator (``resolution``, ``alpha``,
+            ``solver``, ``preconditioner``, ``order``, ...); solvers and
+            preconditioners are recorded in the manifest by their repr.
 
     Raises:
         ValueError: the directory holds a dataset made with other settings.
@@ -97,7 +135,7 @@ def write_dataset(
     saved = [resolution] + [int(r) for r in resolutions if int(r) != resolution]
     settings = {
         "generator": generator,
-        "options": {key: options[key] for key in sorted(options)},
+        "options": {key: _recordable(options[key]) for key in sorted(options)},
         "seed": int(seed),
         "num_samples": int(num_samples),
         "shard_size": int(shard_size),
@@ -122,6 +160,7 @@ def write_dataset(
     save_manifest()
     key = jax.random.key(seed)
     count = -(-num_samples // shard_size)
+    sequence = _run_order(spec, generator, key, num_samples, options)
     bar = tqdm(total=num_samples, unit="sample", disable=not progress, desc=generator)
     for shard in range(count):
         name = f"shard_{shard:05d}.npz"
@@ -131,18 +170,36 @@ def write_dataset(
         if name in shards and path.exists() and _digest(path) == shards[name]:
             bar.update(size)
             continue
-        samples = spec.samples(key, size, first_index=first, **options)
+        if sequence is None:
+            samples = spec.samples(key, size, first_index=first, **options)
+        else:
+            samples = spec.along(key, sequence[first : first + size], **options)
         arrays = {
             f"{name}_{r}": np.asarray(spec.subsample(getattr(samples, name), r))
             for r in saved
             for name in spec.fields
         }
+        if sequence is not None:
+            arrays[INDEX] = sequence[first : first + size]
         replace_atomically(path, lambda file, arrays=arrays: np.savez(file, **arrays))
         shards[name] = _digest(path)
         save_manifest()
         bar.update(size)
     bar.close()
     return directory
+
+
+def _run_order(spec, generator, key, num_samples, options):
+    """None for an unsorted run; else the sample indices in solve order
+    (recomputed identically on resume, from the seed)."""
+    order = check_order("write_dataset", options.get("order", "none"))
+    if order == "none":
+        return None
+    if spec.along is None:
+        raise ValueError(f"write_dataset: the {generator!r} generator has no order.")
+    indices = jnp.arange(num_samples, dtype=jnp.uint32)
+    fields = spec.order_fields(key, indices, **options)
+    return np.asarray(sample_order(order, fields)).astype(np.uint32)
 
 
 def load_dataset(directory, resolution: int) -> dict[str, np.ndarray]:
@@ -167,6 +224,7 @@ def load_dataset(directory, resolution: int) -> dict[str, np.ndarray]:
         )
     count = -(-manifest["num_samples"] // manifest["shard_size"])
     parts = {name: [] for name in GENERATORS[manifest["generator"]].fields}
+    indices = []
     for shard in range(count):
         name = f"shard_{shard:05d}.npz"
         path = directory / name
@@ -181,4 +239,11 @@ def load_dataset(directory, resolution: int) -> dict[str, np.ndarray]:
         with np.load(path) as data:
             for field in parts:
                 parts[field].append(data[f"{field}_{resolution}"])
-    return {field: np.concatenate(arrays) for field, arrays in parts.items()}
+            if INDEX in data:
+                indices.append(data[INDEX])
+    arrays = {field: np.concatenate(arrays) for field, arrays in parts.items()}
+    if indices:
+        # a sorted run's shards are pieces of its chain: back to index order
+        order = np.argsort(np.concatenate(indices), kind="stable")
+        arrays = {field: values[order] for field, values in arrays.items()}
+    return arrays

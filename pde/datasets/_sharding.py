@@ -19,7 +19,11 @@ def batch_devices(caller: str, num_samples, batch_size, devices) -> tuple:
     """The devices to split samples over (default: all local devices), after
     checking the counts every generator takes."""
     for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | np.integer)
+            or value < 1
+        ):
             raise ValueError(f"{caller}: {name} must be an int >= 1, got {value!r}.")
     return tuple(jax.local_devices() if devices is None else devices)
 
