@@ -85,6 +85,43 @@ class AbstractGridOperator(LinearOperator):
     cell_types: eqx.AbstractVar[Array | None]
     fluid: eqx.AbstractVar[Array | None]
 
+    def to_vector(self, field: Float[Array, "..."]) -> Float[Array, " n"]:
+        """A field on the grid as the solver's vector: ``field`` on the
+        unknowns (shape ``grid_shape``), or on the grid with its ring of
+        boundary nodes (every axis 2 longer, as ``pde.darcy_samples``'
+        solutions and a neural operator's outputs), whose ring is dropped.
+        Batch with ``jax.vmap``."""
+        field = jnp.asarray(field)
+        ringed = tuple(size + 2 for size in self.grid_shape)
+        if field.shape == ringed:
+            field = field[(slice(1, -1),) * field.ndim]
+        elif field.shape != self.grid_shape:
+            raise ValueError(
+                f"to_vector: a field of shape {self.grid_shape} (the unknowns) or "
+                f"{ringed} (with the boundary ring) was expected, got {field.shape}."
+            )
+        return field.reshape(-1)
+
+    def to_grid(
+        self, vector: Float[Array, " n"], *, boundary=None
+    ) -> Float[Array, "..."]:
+        """The solver's vector as a field of shape ``grid_shape``; with
+        ``boundary`` (a value, e.g. 0.0 for homogeneous Dirichlet data, or
+        the boundary field itself on the ringed grid) the ring of boundary
+        nodes is added (every axis 2 longer). Batch with ``jax.vmap``."""
+        vector = jnp.asarray(vector)
+        if vector.shape != (self.shape[0],):
+            raise ValueError(
+                f"to_grid: a vector of shape ({self.shape[0]},) was expected, "
+                f"got {vector.shape}."
+            )
+        field = vector.reshape(self.grid_shape)
+        if boundary is None:
+            return field
+        ringed = tuple(size + 2 for size in self.grid_shape)
+        outer = jnp.broadcast_to(jnp.asarray(boundary, field.dtype), ringed)
+        return outer.at[(slice(1, -1),) * field.ndim].set(field)
+
 
 class MatrixOperator(LinearOperator):
     """A dense n x n matrix. Products run at ``Precision.HIGHEST`` (on GPUs a

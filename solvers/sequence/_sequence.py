@@ -52,6 +52,7 @@ def solve_sequence(
     solver: AbstractLinearSolver,
     *,
     order: str = "greedy",
+    x0: Float[Array, "N n"] | None = None,
     warm_start: bool = False,
     preconditioner=None,
     state=None,
@@ -83,8 +84,12 @@ def solve_sequence(
             parameters, SKR's sort, O(N^2)), "fft-pca" (truncated FFT of each
             parameter field, PCA, Hilbert curve: O(N) in N, for long
             sequences) or "given".
+        x0: (N, n) initial guesses, one per system in the caller's order
+            (for instance a neural operator's predictions, moved to vectors
+            with the operator's ``to_vector``); None starts from zero.
         warm_start: start each system from the previous solution in the
-            solve order (useful when right-hand sides are related too).
+            solve order (useful when right-hand sides are related too);
+            not with ``x0``.
         preconditioner: as for ``solve`` (``Jacobi()``, ``Multigrid()`` are
             rebuilt per system).
         state: initial solver state (e.g. a recycle space from an earlier run).
@@ -99,17 +104,28 @@ def solve_sequence(
     """
     count = rhs.shape[0]
     _check_inputs(parameters, count, chunks, devices)
+    if x0 is not None:
+        if warm_start:
+            raise ValueError("solve_sequence: pass x0 or warm_start=True, not both.")
+        x0 = jnp.asarray(x0)
+        if x0.shape != rhs.shape:
+            raise ValueError(
+                f"solve_sequence: x0 must have the shape of rhs {rhs.shape}, "
+                f"got {x0.shape}."
+            )
     sequence = _solve_order(order, parameters, count)
     if state is None:
         first = build_operator(jax.tree_util.tree_map(lambda leaf: leaf[0], parameters))
         state = solver.init_state(as_operator(first, rhs[0]), rhs[0])
     run_chain = _chain_solver(build_operator, solver, warm_start, preconditioner)
     length = -(-count // chunks)
-    chain_parameters, chain_rhs = _cut_into_chains(
-        sequence, parameters, rhs, chunks, length
+    # the per-system guesses travel with the parameters (None: zeros)
+    guesses = jnp.zeros_like(rhs) if x0 is None else x0
+    chain_systems, chain_rhs = _cut_into_chains(
+        sequence, (parameters, guesses), rhs, chunks, length
     )
     run = _run_chains(run_chain, chunks, devices)
-    outputs, states = run(chain_parameters, chain_rhs, state)
+    outputs, states = run(chain_systems, chain_rhs, state)
     return _in_callers_order(outputs, states, sequence, count, chunks, length)
 
 
@@ -146,12 +162,12 @@ def _chain_solver(build_operator, solver, warm_start, preconditioner):
 
     def step(carry, system):
         state, previous = carry
-        system_parameters, b = system
+        (system_parameters, guess), b = system
         solution = solve(
             build_operator(system_parameters),
             b,
             solver,
-            x0=previous if warm_start else None,
+            x0=previous if warm_start else guess,
             preconditioner=preconditioner,
             state=state,
             throw=False,

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -45,3 +46,33 @@ def test_bad_operator_shapes_are_refused():
         solvers.DiffusionOperator(jnp.ones(5))
     with pytest.raises(ValueError, match="reaction"):
         solvers.DiffusionOperator(jnp.ones((5, 5)), jnp.ones((2, 2)))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_grid_operators_move_fields_to_vectors_and_back(ndim):
+    n = 5
+    operator = solvers.DiffusionOperator(jnp.asarray(diffusion_coefficient(n, 0, ndim)))
+    vector = jnp.arange(float(n**ndim))
+    field = operator.to_grid(vector)
+    assert field.shape == (n,) * ndim
+    ringed = operator.to_grid(vector, boundary=0.0)
+    assert ringed.shape == (n + 2,) * ndim
+    inner = (slice(1, -1),) * ndim
+    np.testing.assert_array_equal(ringed[inner], field)
+    assert float(jnp.sum(jnp.abs(ringed))) == float(jnp.sum(jnp.abs(field)))
+    # a boundary field keeps its ring; the interior comes from the vector
+    outer = jnp.full((n + 2,) * ndim, 7.0)
+    np.testing.assert_array_equal(
+        operator.to_grid(vector, boundary=outer)[inner], field
+    )
+    assert float(operator.to_grid(vector, boundary=outer)[(0,) * ndim]) == 7.0
+    # both field shapes go back to the vector; jit and vmap work
+    np.testing.assert_array_equal(operator.to_vector(field), vector)
+    np.testing.assert_array_equal(operator.to_vector(ringed), vector)
+    to_vector = jax.jit(lambda field: operator.to_vector(field))
+    batch = jax.vmap(to_vector)(jnp.stack([ringed, 2 * ringed]))
+    np.testing.assert_array_equal(batch[1], 2 * vector)
+    with pytest.raises(ValueError, match="with the boundary ring"):
+        operator.to_vector(jnp.zeros((n + 1,) * ndim))
+    with pytest.raises(ValueError, match="vector of shape"):
+        operator.to_grid(jnp.zeros(n))

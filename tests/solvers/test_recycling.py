@@ -100,3 +100,33 @@ def test_a_degenerate_recycle_space_falls_back_to_a_fresh_start():
     solution = solvers.solve(operator, b, solver, state=repeated)
     assert solution.result == solvers.RESULTS.successful
     assert bool(jnp.all(jnp.isfinite(solution.state.basis)))
+
+
+def test_solve_sequence_starts_each_system_from_its_own_x0():
+    n, count = 8, 4
+    log_a = jnp.stack(
+        [jnp.log(diffusion_coefficient(n, seed)) for seed in range(count)]
+    )
+    rhs = jnp.ones((count, n * n))
+    solver = solvers.CG(rtol=1e-10, atol=0.0, max_steps=500)
+
+    def build(parameters):
+        return solvers.DiffusionOperator(jnp.exp(parameters))
+
+    cold = solvers.solve_sequence(build, log_a, rhs, solver, order="greedy")
+    # the solutions themselves as guesses, in the caller's order: no steps
+    warm = solvers.solve_sequence(
+        build, log_a, rhs, solver, order="greedy", x0=cold.value
+    )
+    np.testing.assert_array_equal(warm.stats["num_steps"], 0)
+    # a guess for one system only changes that system's count
+    guesses = jnp.zeros_like(rhs).at[2].set(cold.value[2])
+    partial = solvers.solve_sequence(
+        build, log_a, rhs, solver, x0=guesses, order="given"
+    )
+    steps = np.asarray(partial.stats["num_steps"])
+    assert steps[2] == 0 and (np.delete(steps, 2) > 0).all()
+    with pytest.raises(ValueError, match="not both"):
+        solvers.solve_sequence(build, log_a, rhs, solver, x0=guesses, warm_start=True)
+    with pytest.raises(ValueError, match="shape of rhs"):
+        solvers.solve_sequence(build, log_a, rhs, solver, x0=guesses[:2])
