@@ -68,11 +68,13 @@ def compare(kind, shape, network, multigrid_network, seed=3, rtol=1e-6):
         jax.block_until_ready(solution.value)
         seconds = time.perf_counter() - start
         residual = jnp.linalg.norm(b - operator.mv(solution.value)) / jnp.linalg.norm(b)
+        # throw=False inside jit: the outcome is read from result, not raised
         rows[name] = (
             int(solution.stats["num_steps"]),
             int(solution.stats.get("num_fallbacks", 0)),
             seconds,
             float(residual),
+            solvers.RESULTS[solution.result] or "converged",
         )
     return rows
 
@@ -91,12 +93,12 @@ def main():
         f"relative residual {args.rtol:g}"
     )
     for kind in ("box", "obstacles", "free-surface"):
-        for name, (steps, fallbacks, seconds, residual) in compare(
+        for name, (steps, fallbacks, seconds, residual, outcome) in compare(
             kind, shape, network, multigrid_network, rtol=args.rtol
         ).items():
             print(
                 f"  {kind:12} {name:10} {steps:5d} iterations ({fallbacks} fallbacks), "
-                f"{seconds:.3f} s, residual {residual:.1e}"
+                f"{seconds:.3f} s, residual {residual:.1e}, {outcome[:40]}"
             )
 
 

@@ -184,10 +184,10 @@ def learned_conjugate_directions():
         solvers.pretrained_network(2),
         solvers.pretrained_network(2, multigrid=True),
     )
-    for name, (steps, fallbacks, seconds, residual) in rows.items():
+    for name, (steps, fallbacks, seconds, residual, outcome) in rows.items():
         print(
             f"   {name:10} {steps:4d} iterations ({fallbacks} fallbacks), "
-            f"{seconds:.3f} s, relative residual {residual:.1e}"
+            f"{seconds:.3f} s, relative residual {residual:.1e}, {outcome[:40]}"
         )
 
 
