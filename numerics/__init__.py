@@ -1,6 +1,6 @@
 """Special functions and distributions, accurate in float32 and float64, jittable
-and differentiable: log-Bessel functions of real order and the von Mises-Fisher
-distribution."""
+and differentiable: log-Bessel functions of real order, the Matérn correlation
+and the von Mises-Fisher distribution."""
 
 from ._bessel import iv as iv
 from ._bessel import ive as ive
@@ -36,6 +36,9 @@ from ._log_bessel import (
 from ._log_bessel import (
     log_kve as log_kve,
 )
+from ._matern import (
+    log_matern as log_matern,
+)
 from ._von_mises_fisher import (
     VonMisesFisher as VonMisesFisher,
 )
@@ -45,3 +48,20 @@ from ._von_mises_fisher import (
 from ._von_mises_fisher import (
     vmf_log_normalizer as vmf_log_normalizer,
 )
+
+
+def __getattr__(name: str):
+    # numpyro is an optional extra (`pip install sciax[numpyro]`): the adapter
+    # is imported on first use so that `sciax.numerics` never needs numpyro.
+    if name == "NumpyroVonMisesFisher":
+        try:
+            from ._numpyro_vmf import NumpyroVonMisesFisher
+        except ModuleNotFoundError as error:
+            if error.name is None or not error.name.startswith("numpyro"):
+                raise
+            raise ImportError(
+                "sciax.numerics.NumpyroVonMisesFisher needs numpyro: "
+                "pip install 'sciax[numpyro]'"
+            ) from error
+        return NumpyroVonMisesFisher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """The von Mises-Fisher distribution on the unit sphere S^{d-1}."""
 
+import math
 import numbers
 
 import equinox as eqx
@@ -9,8 +10,14 @@ import jax.random as jr
 from jax import lax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._log_bessel import log_iv, log_iv_ratio
+from ._log_bessel import log_iv, log_iv_ratio, log_ive
 from ._small_order import log_gamma_1p
+from ._vmf_marginal import (
+    implicit_marginal,
+    log1p_accurate,
+    marginal_moments,
+    sample_marginal,
+)
 
 
 def _check_dimension(d) -> int:
@@ -85,13 +92,8 @@ def _log_normalizer(d: Array, kappa: Array) -> Array:
     small = kappa * kappa < 1e-8 * (nu + 1)
     safe = jnp.where(small, 1.0, kappa)
     general = nu * jnp.log(safe) - (d / 2) * jnp.log(2 * jnp.pi) - log_iv(nu, safe)
-    # log I_nu(k) = nu log(k/2) - lgamma(nu+1) + k^2/(4(nu+1)) + O(k^4);
-    # log_gamma_1p is accurate below 40, gammaln above (both are scalars)
-    lgamma = jnp.where(
-        nu < 40,
-        log_gamma_1p(jnp.minimum(nu, 40.0)),
-        jax.scipy.special.gammaln(nu + 1),
-    )
+    # log I_nu(k) = nu log(k/2) - lgamma(nu+1) + k^2/(4(nu+1)) + O(k^4)
+    lgamma = _log_gamma_1p(nu)
     leading = nu * jnp.log(2.0) + lgamma - (d / 2) * jnp.log(2 * jnp.pi)
     series = leading - kappa * kappa / (4 * (nu + 1))
     return jnp.where(kappa < 0, jnp.nan, jnp.where(small, series, general))
@@ -116,7 +118,95 @@ def _mean_resultant_length(d: Array, kappa: Array) -> Array:
     return jnp.where(kappa == 0, 0.0, jnp.exp(log_iv_ratio(d / 2 - 1, kappa)))
 
 
-_MAX_DRAWS = 1000
+def _log_gamma_1p(nu: Array) -> Array:
+    """log Gamma(1 + nu) for nu >= 0: log_gamma_1p is accurate below 40,
+    gammaln above."""
+    return jnp.where(
+        nu < 40,
+        log_gamma_1p(jnp.minimum(nu, 40.0)),
+        jax.scipy.special.gammaln(nu + 1),
+    )
+
+
+# log 0F1(; d/2; kappa^2/4) by its series where kappa^2/4 <= d: every term is
+# positive and the ratio of consecutive terms is z / ((b + k)(k + 1)) <=
+# 2 / (k + 1) there, so 24 terms leave 2^24/24! ~ 3e-17 of the sum.
+_SERIES_TERMS = 24
+
+
+@jax.jit
+def _kl_to_uniform(d: Array, kappa: Array) -> Array:
+    return _kl_value(d, kappa)
+
+
+@jax.custom_jvp
+def _kl_value(d: Array, kappa: Array) -> Array:
+    r"""KL(vMF || uniform) $= \kappa A_d(\kappa) - \log {}_0F_1(; d/2; \kappa^2/4)$."""
+    nu = d / 2 - 1
+    b = d / 2
+    finite = jnp.isfinite(kappa) & (kappa >= 0)
+    safe = jnp.where(finite & (kappa > 0), kappa, 1.0)
+    z = jnp.where(finite, kappa, 0.0) ** 2 / 4
+    series = z <= 2 * b
+    # Small kappa: 0F1(; b; z) - 1 and 0F1(; b + 1; z) - 1 by their series
+    # (positive terms), log 0F1 = log1p of the first, and A_d = I_{nu+1} /
+    # I_nu = (kappa / d) 0F1(; b + 1; z) / 0F1(; b; z); kappa A_d is about
+    # twice log 0F1, so their difference loses at most a bit.
+    zs = jnp.where(series, z, 0.0)
+    term, term_next = zs / b, zs / (b + 1)
+    total, total_next = term, term_next
+    for k in range(1, _SERIES_TERMS):
+        term = term * zs / ((b + k) * (k + 1))
+        term_next = term_next * zs / ((b + 1 + k) * (k + 1))
+        total, total_next = total + term, total_next + term_next
+    kappa_mean = (4 * zs / d) * (1.0 + total_next) / (1.0 + total)
+    small = kappa_mean - log1p_accurate(total)
+    # Large kappa: log 0F1 = log I_nu + lgamma(nu + 1) - nu log(kappa/2), with
+    # log I_nu = log_ive + kappa; the kappa cancels against kappa A_d exactly
+    # when written as -kappa (1 - A_d), with 1 - A_d ~ (d - 1)/(2 kappa) to a
+    # few eps relative (marginal_moments: from -expm1(log_iv_ratio) it would
+    # carry eps kappa / d, 0.3 in float32 at kappa = 1e6, d = 3).
+    large_kappa = jnp.where(series, 4 * jnp.sqrt(b) + 1.0, safe)
+    large = (
+        nu * jnp.log(large_kappa / 2)
+        - _log_gamma_1p(nu)
+        - log_ive(nu, large_kappa)
+        - large_kappa * marginal_moments(large_kappa, d)[0]
+    )
+    value = jnp.where(series, small, large)
+    return jnp.where(kappa == jnp.inf, jnp.inf, jnp.where(finite, value, jnp.nan))
+
+
+@_kl_value.defjvp
+def _kl_value_jvp(primals, tangents):
+    """d KL / d kappa = kappa A_d'(kappa) = kappa Var(w), the variance by
+    quadrature (marginal_moments; A_d' = 1 - A_d^2 - (d-1) A_d / kappa
+    cancels for kappa >> d). Not the derivative of the two branches: with
+    their Bessel kernels' derivatives the gradient took 59 s to compile on
+    the 2-core development machine, against 7 s this way, and was no more
+    accurate."""
+    d, kappa = primals
+    _, kappa_dot = tangents
+    value = _kl_value(d, kappa)
+    finite = jnp.isfinite(kappa) & (kappa >= 0)
+    _, variance = marginal_moments(jnp.where(finite, kappa, 1.0), d)
+    slope = jnp.where(
+        kappa == jnp.inf, 0.0, jnp.where(finite, kappa * variance, jnp.nan)
+    )
+    return value, slope * kappa_dot
+
+
+def _log_sphere_area(d: Array) -> Array:
+    """log |S^{d-1}| = log 2 + (d/2) log pi - lgamma(d/2)."""
+    return jnp.log(2.0) + (d / 2) * jnp.log(jnp.pi) - _log_gamma_1p(d / 2 - 1)
+
+
+def _radial(one_minus_w: Array, w: Array) -> Array:
+    """sqrt((1 - w)(1 + w)), with derivative 0 where it is 0 (w = 1 at
+    kappa = inf, where w does not move), not inf * 0."""
+    square = one_minus_w * (1.0 + w)
+    positive = square > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, square, 1.0)), 0.0)
 
 
 class VonMisesFisher(eqx.Module):
@@ -126,65 +216,142 @@ class VonMisesFisher(eqx.Module):
     through ``log_iv``/``log_iv_ratio``, and ``sample`` uses Wood's rejection
     sampler written so that $1 - w$ never cancels when $\kappa \gg d$.
 
+    Batches follow numpyro and TensorFlow Probability: ``mean_direction`` of
+    shape ``batch + (d,)`` and ``concentration`` of a shape that broadcasts
+    with ``batch`` give a distribution of ``batch_shape`` their broadcast
+    shape and ``event_shape`` ``(d,)``; ``sample(key, sample_shape)`` returns
+    ``sample_shape + batch_shape + (d,)``, ``log_prob`` broadcasts its points
+    against the batch, and ``log_normalizer``, ``entropy`` and
+    ``kl_to_uniform`` are of ``batch_shape``, ``mean`` and ``mode`` of
+    ``batch_shape + (d,)``. The parameters are stored as given (not
+    broadcast).
+
+    Samples are reparameterised: ``jax.grad``, ``jax.jvp`` and the like
+    through ``sample`` give the exact pathwise derivative of each sample in
+    both parameters, hence unbiased gradients of any $E[f(x)]$ with smooth
+    $f$ (what a hyperspherical VAE needs). In $\mu$ the sample is a
+    reflection of one drawn about a fixed axis; in $\kappa$ the derivative of
+    $w = \mu^T x$ is the implicit one, $dw/d\kappa = -\partial_\kappa F(w) /
+    p(w)$ for the CDF $F$ of $w$, computed by quadrature only when a
+    derivative is asked for (``numerics/_vmf_marginal.py`` says why this and
+    not the rejection sampler's own reparameterisation, and how). Second
+    derivatives in $\kappa$ are those of the same construction.
+
     Attributes:
-        mean_direction: unit vector $\mu$, shape (d,).
-        concentration: $\kappa \ge 0$, a scalar; $\kappa = \infty$ is the
-            point mass at $\mu$ (its samples are $\mu$), nan gives nan.
+        mean_direction: unit vectors $\mu$, shape ``batch + (d,)``.
+        concentration: $\kappa \ge 0$, broadcasting with ``batch``;
+            $\kappa = \infty$ is the point mass at $\mu$ (its samples are
+            $\mu$), nan gives nan.
 
     As ``scipy.stats.vonmises_fisher``: a mean direction that is not a unit
     vector (relative tolerance 1e-5, or 16 eps in float16), a negative
     concentration, and in ``log_prob`` a point off the sphere, raise a
     ``ValueError`` where the values are concrete; under a JAX transform
     (jit, vmap, grad), where they cannot be inspected, every result of such a
-    distribution (``log_prob``, ``sample``, ``mean``, ``entropy``,
-    ``log_normalizer``) is nan instead, and so is ``log_prob`` at such a
-    point.
+    distribution (``log_prob``, ``sample``, ``mean``, ``mode``, ``entropy``,
+    ``kl_to_uniform``, ``log_normalizer``) is nan instead, and so is
+    ``log_prob`` at such a point. In a batch, only the members concerned
+    are nan.
+
+    Example:
+        >>> vmf = numerics.VonMisesFisher(mu, kappa)  # mu (8, 3), kappa (8,)
+        >>> x = vmf.sample(key, (100,))  # (100, 8, 3)
+        >>> def loss(kappa):  # E[a.x] by Monte Carlo, through the sampler
+        ...     x = numerics.VonMisesFisher(mu, kappa).sample(key, 100)
+        ...     return jnp.mean(x @ a)
+        >>> jax.grad(loss)(kappa)  # (8,)
 
     References:
         Wood, "Simulation of the von Mises Fisher distribution", Commun.
         Stat. Simul. Comput. 23 (1994). Plesner et al., ICS 2024.
+        Figurnov, Mohamed & Mnih, "Implicit Reparameterization Gradients",
+        NeurIPS 2018.
     """
 
-    mean_direction: Float[Array, " d"]
-    concentration: Float[Array, ""]
+    mean_direction: Float[Array, "*batch d"]
+    concentration: Float[Array, "*batch"]
 
     def __init__(self, mean_direction: ArrayLike, concentration: ArrayLike):
         mean_direction = jnp.asarray(mean_direction)
-        if mean_direction.ndim != 1 or mean_direction.shape[0] < 2:
+        concentration = jnp.asarray(concentration)
+        for name, value in (
+            ("mean_direction", mean_direction),
+            ("concentration", concentration),
+        ):
+            if jnp.issubdtype(value.dtype, jnp.complexfloating) or value.dtype == bool:
+                raise TypeError(
+                    f"{name} must be real (float or int), got dtype {value.dtype}"
+                )
+        if mean_direction.ndim == 0 or mean_direction.shape[-1] < 2:
             raise ValueError(
-                "mean_direction must be a vector of length d >= 2, got shape "
-                f"{mean_direction.shape}; vmap over a batch of distributions."
+                "mean_direction must end in an axis of length d >= 2, got shape "
+                f"{mean_direction.shape}"
             )
         if not jnp.issubdtype(mean_direction.dtype, jnp.floating):
             mean_direction = mean_direction.astype(float)
         self.mean_direction = mean_direction
         self.concentration = jnp.asarray(concentration, mean_direction.dtype)
-        if self.concentration.ndim != 0:
-            raise ValueError("concentration must be a scalar; vmap for a batch.")
-        if _concretely_true(_off_sphere(mean_direction)):
+        try:
+            jnp.broadcast_shapes(mean_direction.shape[:-1], self.concentration.shape)
+        except ValueError:
             raise ValueError(
-                "mean_direction must be a unit vector, got norm "
-                f"{float(jnp.linalg.norm(mean_direction))}; divide it by its norm"
-            )
-        if _concretely_true(self.concentration < 0):
+                f"concentration of shape {self.concentration.shape} does not "
+                "broadcast with the batch shape of mean_direction, "
+                f"{mean_direction.shape[:-1]} (its shape without the last axis)"
+            ) from None
+        off_sphere = _off_sphere(mean_direction)
+        if _concretely_true(jnp.any(off_sphere)):
+            norms = jnp.linalg.norm(mean_direction, axis=-1)
+            norm = float(norms.reshape(-1)[jnp.argmax(off_sphere.reshape(-1))])
             raise ValueError(
-                f"concentration must be >= 0, got {float(self.concentration)}"
+                f"mean_direction must be a unit vector, got norm {norm}; divide "
+                "it by its norm"
             )
-
-    def _invalid(self) -> Array:
-        """Under a transform the checks of __init__ become this mask."""
-        return _off_sphere(self.mean_direction) | (self.concentration < 0)
+        if _concretely_true(jnp.any(self.concentration < 0)):
+            raise ValueError(
+                f"concentration must be >= 0, got {float(jnp.min(self.concentration))}"
+            )
 
     @property
     def dim(self) -> int:
-        return self.mean_direction.shape[0]
+        """d, the dimension of the space the sphere $S^{d-1}$ lies in."""
+        return self.mean_direction.shape[-1]
 
-    def log_normalizer(self) -> Float[Array, ""]:
-        value = vmf_log_normalizer(self.dim, self.concentration)
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """The broadcast shape of the parameters (``mean_direction`` without
+        its last axis, and ``concentration``)."""
+        return jnp.broadcast_shapes(
+            self.mean_direction.shape[:-1], self.concentration.shape
+        )
+
+    @property
+    def event_shape(self) -> tuple[int]:
+        """``(d,)``."""
+        return (self.dim,)
+
+    def _kappa(self) -> Array:
+        return jnp.broadcast_to(self.concentration, self.batch_shape)
+
+    def _mu(self) -> Array:
+        return jnp.broadcast_to(self.mean_direction, self.batch_shape + (self.dim,))
+
+    def _invalid(self) -> Array:
+        """Under a transform the checks of __init__ become this mask, of
+        batch_shape."""
+        shape = self.batch_shape
+        return jnp.broadcast_to(_off_sphere(self.mean_direction), shape) | (
+            self._kappa() < 0
+        )
+
+    def log_normalizer(self) -> Float[Array, "*batch"]:
+        r"""$\log C_d(\kappa)$ (see ``vmf_log_normalizer``), of ``batch_shape``."""
+        value = vmf_log_normalizer(self.dim, self._kappa())
         return jnp.where(self._invalid(), jnp.nan, value)
 
     def log_prob(self, x: ArrayLike) -> Float[Array, "..."]:
-        """log p(x) for unit vectors x (the last axis is the sphere's)."""
+        """log p(x) for unit vectors x (the last axis is the sphere's): the
+        other axes broadcast against ``batch_shape``."""
         x = jnp.asarray(x, self.mean_direction.dtype)
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"x must end in an axis of size {self.dim}, got {x.shape}")
@@ -194,99 +361,133 @@ class VonMisesFisher(eqx.Module):
                 "log_prob is defined on the unit sphere; some rows of x are not "
                 "unit vectors (divide them by their norms)"
             )
-        value = self.log_normalizer() + self.concentration * (x @ self.mean_direction)
-        return jnp.where(off_sphere, jnp.nan, value)
+        shape = jnp.broadcast_shapes(x.shape[:-1], self.batch_shape)
+        event = shape + (self.dim,)
+        # elementwise products, not a matmul: no reduced-precision (TF32)
+        # inner products on GPUs
+        cosine = jnp.sum(
+            jnp.broadcast_to(x, event) * jnp.broadcast_to(self.mean_direction, event),
+            axis=-1,
+        )
+        value = jnp.broadcast_to(self.log_normalizer(), shape) + (
+            jnp.broadcast_to(self.concentration, shape) * cosine
+        )
+        return jnp.where(jnp.broadcast_to(off_sphere, shape), jnp.nan, value)
 
-    def mean(self) -> Float[Array, " d"]:
-        """E[x] = A_d(kappa) mu."""
-        length = mean_resultant_length(self.dim, self.concentration)
-        return jnp.where(self._invalid(), jnp.nan, length * self.mean_direction)
+    def mean(self) -> Float[Array, "*batch d"]:
+        r"""$E[x] = A_d(\kappa)\mu$, of ``batch_shape + (d,)``."""
+        length = mean_resultant_length(self.dim, self._kappa())
+        value = length[..., None] * self._mu()
+        return jnp.where(self._invalid()[..., None], jnp.nan, value)
 
-    def entropy(self) -> Float[Array, ""]:
-        """-log C_d(kappa) - kappa A_d(kappa)."""
-        kappa = self.concentration
-        return -self.log_normalizer() - kappa * mean_resultant_length(self.dim, kappa)
+    def mode(self) -> Float[Array, "*batch d"]:
+        r"""$\mu$, of ``batch_shape + (d,)`` (at $\kappa = 0$ every point is
+        a mode; $\mu$ is returned)."""
+        return jnp.where(self._invalid()[..., None], jnp.nan, self._mu())
+
+    def kl_to_uniform(self) -> Float[Array, "*batch"]:
+        r"""$\mathrm{KL}(\mathrm{vMF} \,\|\, \mathrm{Uniform}(S^{d-1}))
+        = \log|S^{d-1}| - H = \kappa A_d(\kappa) - \log {}_0F_1(; d/2; \kappa^2/4)$,
+        of ``batch_shape``: the KL term of a hyperspherical VAE with a
+        uniform prior.
+
+        $C_d(\kappa)|S^{d-1}| = 1/{}_0F_1(; d/2; \kappa^2/4)$, so the
+        normalizer and the area, which are huge and nearly cancel in high
+        dimension, never meet: below $\kappa^2/4 = d$ the hypergeometric
+        series is summed (positive terms), above it
+        $\log {}_0F_1 = \log I_\nu(\kappa) + \log\Gamma(\nu+1) -
+        \nu\log(\kappa/2)$ with $\log I_\nu = \texttt{log\_ive} + \kappa$, and
+        the $\kappa$ cancels against $\kappa A_d$ as $-\kappa(1 - A_d)$, with
+        $1 - A_d$ by quadrature to a few eps relative (from
+        ``log_iv_ratio`` it would carry a relative error of about
+        $\epsilon\kappa/d$). The derivative (``jax.custom_jvp``) is
+        $\kappa A_d'(\kappa) = \kappa\,\mathrm{Var}(\mu^T x)$, the variance by
+        the same quadrature. 0 at $\kappa = 0$ (with derivative 0), inf at
+        $\kappa = \infty$ (derivative 0).
+
+        Accuracy (against mpmath at 50 digits, $d \in \{2, 3, 10, 100,
+        1000\}$, $\kappa \in [10^{-6}, 10^6]$,
+        tests/numerics/test_von_mises_fisher_batches.py): within 20 eps
+        relative in float64, 5 eps in float32 except near $\kappa^2 = 4d$
+        for large $d$ (130 eps at $d = 1000$, where $\log\Gamma(d/2)$ and
+        $\nu\log(\kappa/2)$ nearly cancel).
+
+        References:
+            Davidson et al., "Hyperspherical Variational Auto-Encoders",
+            UAI 2018 (the KL term of their ELBO).
+        """
+        d = jnp.asarray(self.dim, self.mean_direction.dtype)
+        value = _kl_to_uniform(d, self._kappa())
+        return jnp.where(self._invalid(), jnp.nan, value)
+
+    def entropy(self) -> Float[Array, "*batch"]:
+        r"""$H = -\log C_d(\kappa) - \kappa A_d(\kappa)
+        = \log|S^{d-1}| - \mathrm{KL}(\mathrm{vMF}\,\|\,\mathrm{Uniform})$,
+        of ``batch_shape``; computed as the latter (see ``kl_to_uniform``),
+        so that $\kappa \gg d$, where $-\log C_d$ and $\kappa A_d$ are both
+        about $\kappa$, does not cancel. $-\infty$ at $\kappa = \infty$."""
+        d = jnp.asarray(self.dim, self.mean_direction.dtype)
+        value = _log_sphere_area(d) - _kl_to_uniform(d, self._kappa())
+        return jnp.where(self._invalid(), jnp.nan, value)
 
     @eqx.filter_jit
     def sample(
-        self, key: PRNGKeyArray, shape: int | tuple[int, ...] = ()
+        self, key: PRNGKeyArray, sample_shape: int | tuple[int, ...] = ()
     ) -> Float[Array, "..."]:
-        """Samples of shape ``shape + (d,)`` by Wood's algorithm (an int shape
-        n means (n,), as in jax.random)."""
-        if isinstance(shape, numbers.Integral):
-            shape = (int(shape),)
-        d = self.dim
-        num = 1
-        for s in shape:
-            num *= s
-        key_w, key_v = jr.split(key)
-        w, one_minus_w = jax.vmap(lambda k: self._sample_w(k))(jr.split(key_w, num))
-        tangent = jr.normal(key_v, (num, d - 1), self.mean_direction.dtype)
-        tangent = tangent / jnp.linalg.norm(tangent, axis=-1, keepdims=True)
-        radial = jnp.sqrt(one_minus_w * (1.0 + w))
-        x = jnp.concatenate([w[:, None], radial[:, None] * tangent], axis=-1)
-        x = self._rotate_from_first_axis(x)
-        return jnp.where(self._invalid(), jnp.nan, x).reshape(*shape, d)
-
-    def _sample_w(self, key):
-        """(w, 1 - w) for w = mu^T x; kappa = inf gives w = 1 (x = mu), nan
-        gives nan. The rejection loop runs on a finite stand-in there, and is
-        cut off after _MAX_DRAWS draws, giving nan: with Wood's envelope
-        most draws are accepted at any finite kappa, so only a loop whose
-        arithmetic has broken down gets there."""
+        """Samples of shape ``sample_shape + batch_shape + (d,)`` by Wood's
+        algorithm (an int n means (n,), as in jax.random), differentiable in
+        both parameters (reparameterised; see the class docstring)."""
+        if isinstance(sample_shape, numbers.Integral):
+            sample_shape = (int(sample_shape),)
+        sample_shape = tuple(sample_shape)
+        for size in sample_shape:
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+                raise TypeError(
+                    f"sample_shape must be an int or a tuple of ints, got {sample_shape}"
+                )
         d = self.dim
         dtype = self.mean_direction.dtype
-        concentration = self.concentration
-        kappa = jnp.where(jnp.isfinite(concentration), concentration, 1.0)
-        m1 = d - 1.0
-        # b = (d-1) / (2 kappa + sqrt(4 kappa^2 + (d-1)^2)), Wood's b without
-        # the cancellation of (-2 kappa + sqrt(...)) / (d-1); hypot so that
-        # 4 kappa^2 does not overflow.
-        b = m1 / (2.0 * kappa + jnp.hypot(2.0 * kappa, m1))
-        x0 = (1.0 - b) / (1.0 + b)
-        one_minus_x0 = 2.0 * b / (1.0 + b)
-        # Wood's test kappa w + m1 log(1 - x0 w) - c >= log u, with
-        # c = kappa x0 + m1 log(1 - x0^2), written in 1 - x0 and 1 - w: at
-        # kappa >> d, w and x0 round to 1, and kappa (w - x0) and
-        # log(1 - x0 w) would be 0 * inf and log 0.
-        log_one_minus_x0_squared = jnp.log(4.0 * b) - 2.0 * jnp.log1p(b)
-
-        def draw(state):
-            key, tries = state[0], state[4]
-            key_z, key_u, key_next = jr.split(key, 3)
-            z = jr.beta(key_z, m1 / 2, m1 / 2, dtype=dtype)
-            denominator = 1.0 - (1.0 - b) * z
-            w = (1.0 - (1.0 + b) * z) / denominator
-            one_minus_w = 2.0 * b * z / denominator
-            log_u = jnp.log(jr.uniform(key_u, dtype=dtype))
-            log_gap = jnp.log(one_minus_x0 + x0 * one_minus_w)
-            accept = (
-                kappa * (one_minus_x0 - one_minus_w)
-                + m1 * (log_gap - log_one_minus_x0_squared)
-                >= log_u
-            )
-            return key_next, w, one_minus_w, accept, tries + 1
-
-        def not_done(state):
-            return ~state[3] & (state[4] < _MAX_DRAWS)
-
-        zero = jnp.zeros((), dtype)
-        first = draw((key, zero, zero, jnp.asarray(False), jnp.asarray(0, jnp.int32)))
-        _, w, one_minus_w, accepted, _ = lax.while_loop(not_done, draw, first)
-        w = jnp.where(accepted, w, jnp.nan)
-        one_minus_w = jnp.where(accepted, one_minus_w, jnp.nan)
-        point_mass = concentration == jnp.inf
-        w = jnp.where(point_mass, 1.0, jnp.where(jnp.isnan(concentration), jnp.nan, w))
-        one_minus_w = jnp.where(
-            point_mass, 0.0, jnp.where(jnp.isnan(concentration), jnp.nan, one_minus_w)
+        batch = self.batch_shape
+        full = sample_shape + batch
+        num = math.prod(full)
+        kappa = self._kappa()
+        key_w, key_v = jr.split(key)
+        # the rejection loop draws at a constant kappa; implicit_marginal
+        # gives w its derivative
+        loop_kappa = jnp.broadcast_to(lax.stop_gradient(kappa), full).reshape(num)
+        w, one_minus_w = jax.vmap(lambda k, c: sample_marginal(k, c, d, dtype))(
+            jr.split(key_w, num), loop_kappa
         )
-        return w, one_minus_w
+        w, one_minus_w = implicit_marginal(
+            kappa,
+            jnp.asarray(d, dtype),
+            w.reshape(full),
+            one_minus_w.reshape(full),
+        )
+        tangent = jr.normal(key_v, (num, d - 1), dtype).reshape(full + (d - 1,))
+        tangent = tangent / jnp.linalg.norm(tangent, axis=-1, keepdims=True)
+        radial = _radial(one_minus_w, w)
+        x = self._reflect(w, radial[..., None] * tangent, full)
+        point_mass = jnp.broadcast_to(kappa == jnp.inf, full)[..., None]
+        mu = jnp.broadcast_to(self.mean_direction, full + (d,))
+        x = jnp.where(point_mass, mu, x)
+        invalid = jnp.broadcast_to(self._invalid(), full)[..., None]
+        return jnp.where(invalid, jnp.nan, x)
 
-    def _rotate_from_first_axis(self, x):
-        # Householder reflection taking e_1 to mu (identity when mu = e_1).
+    def _reflect(self, w, orthogonal, full):
+        """The Householder reflection of (s w, orthogonal) taking the axis
+        s e_1 to mu, with s = -1 where mu_1 >= 0 and +1 elsewhere: then
+        ||s e_1 - mu||^2 = 2 (1 + |mu_1|) >= 2, so the reflection, and its
+        derivative in mu, stay bounded for every mu (with the axis e_1
+        always, ||e_1 - mu|| -> 0 as mu -> e_1, the reflection has no limit
+        there and its derivative grows like 1 / ||e_1 - mu||). The law of
+        the samples is the same for either axis."""
         mu = self.mean_direction
-        u = -mu.at[0].add(-1.0)
-        norm2 = u @ u
-        safe = jnp.where(norm2 > 0, norm2, 1.0)
-        reflected = x - (2.0 / safe) * (x @ u)[:, None] * u[None, :]
-        return jnp.where(norm2 > 0, reflected, x)
+        axis_sign = jnp.where(mu[..., 0] >= 0, -1.0, 1.0)
+        u = (-mu).at[..., 0].add(axis_sign)
+        norm2 = jnp.sum(u * u, axis=-1)
+        axis_sign = jnp.broadcast_to(axis_sign, full)
+        y = jnp.concatenate([(axis_sign * w)[..., None], orthogonal], axis=-1)
+        u = jnp.broadcast_to(u, full + (self.dim,))
+        scale = 2.0 * jnp.sum(u * y, axis=-1) / jnp.broadcast_to(norm2, full)
+        return y - scale[..., None] * u

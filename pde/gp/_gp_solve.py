@@ -345,7 +345,12 @@ def gp_solve(
             source $-F(x, 0, 0, \dots)$ on the grid: one component at
             frequency 0 and the others at the strongest peaks of its
             Hann-windowed spectrum (parabolic refinement, bandwidths of two
-            frequency bins).
+            frequency bins). Every floating-point array field of the kernel
+            is learnt; the smoothness of a Matérn kernel is learnt too when
+            given as an array (``MaternKernel(..., nu=jnp.asarray(2.5))``)
+            and stays fixed when given as a number. A learnt nu must stay
+            above p/2 for the highest derivative order p: an update that
+            crosses it gives a nan residual and is rejected.
         num_components: components of the default mixture (one at frequency 0).
         precision: $\lambda$; default 1e12 (float64), 1e6 (float32).
         max_outer_steps: kernel updates (each ``kernel_steps`` Adam steps then

@@ -1,7 +1,8 @@
 r"""The invariant subspace of a small pencil belonging to its eigenvalues of
 smallest modulus, with operations that every XLA backend lowers (QR, SVD,
-matmuls, a while loop): no ``eig``, no host callback, so GCRO-DR's deflation
-step runs on TPUs and can be exported with ``jax.export``.
+the symmetric eigensolver, matmuls, a while loop): no ``eig``, no host
+callback, so GCRO-DR's deflation step runs on TPUs and can be exported with
+``jax.export``.
 
 Method: inverse-free spectral divide and conquer (Bai, Demmel & Gu 1997;
 Malyshev 1993) with an adaptive radius. For the pencil $L p = \theta R p$
@@ -43,15 +44,21 @@ split yet, ratio above about 0.9) give their eigenvector of smaller |theta|,
 so the answer is the invariant subspace again. Three or more near-equal
 moduli at the split run to ``max_steps``.
 
-Cost: per step one complete and one thin QR of a 2m x m matrix, two m x m
-SVDs (values only) and two m x m products, about 10 m^3 flops; 6 to 9 steps
+Cost: per step one complete and one thin QR of a 2m x m matrix, the
+eigenvalues of two m x m Gram matrices and three m x m products, about
+10 m^3 flops; from step 6 on, while the split is unresolved (the steps where
+the pair test is asked), two m x m SVDs (values only) besides. 6 to 9 steps
 on GCRO-DR's pencils (up to 15 where a straddling pair has a neighbour within
-0.2% in modulus): 4 to 8 times LAPACK's geev on a CPU for m = 20 to 80. Two
-details bought accuracy and were kept: the cosines from their own SVD
-(``sqrt(1 - s^2)`` lost a factor 30 to LAPACK in float32 on a spectrum
-spread over 1e10), and the null space from QR rather than LU (LU with partial
-pivoting was 20-27% faster per step on the CPU and as accurate on the test
-pencils, but is not backward stable without a bound on its growth).
+0.2% in modulus): 4 to 8 times LAPACK's geev on a CPU for m = 20 to 80.
+Details that bought accuracy and were kept: the pair test's cosines from
+their own SVD (``sqrt(1 - s^2)`` lost a factor 30 to LAPACK in float32 on a
+spectrum spread over 1e10; the Gram matrices' eigenvalues, used for the
+other steps and on every stored pencil in the same number of steps, resolve
+the sines only to sqrt(eps), which in float32 left a pair with a neighbour
+within 7% unresolved for 16 steps), and the null space from QR rather than
+LU (LU with partial pivoting was 20-27% faster per step on the CPU and as
+accurate on the test pencils, but is not backward stable without a bound on
+its growth).
 """
 
 import jax.numpy as jnp
@@ -86,6 +93,25 @@ def _log_tangents(graph, floor):
     values = jnp.linalg.svd(jnp.stack([graph[m:], graph[:m]]), compute_uv=False)
     sines, cosines = values[0], values[1, ::-1]
     return jnp.log(jnp.maximum(sines, floor)) - jnp.log(jnp.maximum(cosines, floor))
+
+
+def _log_tangents_from_gram(graph, floor):
+    """``_log_tangents`` from the eigenvalues of the Gram matrices G2^T G2 and
+    G1^T G1 (the squares of the sines and cosines), each to an absolute eps:
+    the sines and cosines themselves to sqrt(eps) only, which resolves the
+    split test (a tan ratio of 1/sqrt(eps) about 1: squares near sqrt(eps))
+    but not the pair test (neighbours a factor 1/sqrt(eps) from a pair near 1:
+    squares near eps). Why not always the SVD: on an H100 the batched m = 40
+    SVD took 2.7 ms, ``eigvalsh`` 0.6 ms (NOTES, "GCRO-DR's eigen-step on the
+    GPU")."""
+    m = graph.shape[0] // 2
+    blocks = jnp.stack([graph[m:], graph[:m]])
+    squares = jnp.linalg.eigvalsh(_matmul(jnp.swapaxes(blocks, 1, 2), blocks))
+    sines2, cosines2 = squares[0, ::-1], squares[1]
+    floor2 = floor * floor
+    return 0.5 * (
+        jnp.log(jnp.maximum(sines2, floor2)) - jnp.log(jnp.maximum(cosines2, floor2))
+    )
 
 
 def _separation(log_tan, k):
@@ -164,7 +190,17 @@ def smallest_eigenspace_with_stats(left, right, k, *, max_steps=16):
     graph = _null_space(jnp.concatenate([alpha * right, -left], axis=1))
 
     def status(graph, previous_split, step):
-        log_tan = _log_tangents(graph, floor)
+        log_tan = _log_tangents_from_gram(graph, floor)
+        split, _ = _separation(log_tan, k)
+        # Only the pair test needs the SVD's accuracy, and it is asked from
+        # step _PAIR_STEPS on, while the split is unresolved: typically 2-3
+        # of the 6-9 steps. (Under vmap, lax.cond runs both branches.)
+        log_tan = lax.cond(
+            (step >= _PAIR_STEPS) & ~(split > threshold),
+            lambda graph: _log_tangents(graph, floor),
+            lambda graph: log_tan,
+            graph,
+        )
         split, pair = _separation(log_tan, k)
         # A real near-tie at (k, k+1) passes the pair test too; while its
         # split still doubles per step, squaring resolves it: go on. A
@@ -202,8 +238,13 @@ def smallest_eigenspace_with_stats(left, right, k, *, max_steps=16):
     phase = jnp.where(settled, 1, 0)
     init = (jnp.asarray(0), graph, log_tan, split, phase, finite)
     steps, graph, log_tan, split, phase, finite = lax.while_loop(cond, body, init)
-    # top left singular vectors of G2 = those of T (CS decomposition)
-    u, _, _ = jnp.linalg.svd(graph[m:], full_matrices=False)
+    # top left singular vectors of G2 = those of T (CS decomposition), as
+    # eigenvectors of G2 G2^T: the wanted squares are near 1, or for a pair
+    # near 1/2 with its neighbours' near 1 and 0, gaps that eigh resolves to
+    # eps in the vectors though not in the small values (the SVD with
+    # vectors costs several times eigh on GPUs)
+    _, vectors = jnp.linalg.eigh(_matmul(graph[m:], graph[m:].T))
+    u = vectors[:, ::-1]
     _, pair = _separation(log_tan, k)
     # Stopped on the pair test alone: u[:, :k-1] and u[:, :k+1] are invariant,
     # the k-th direction is not resolved yet. Real eigenvalues there (a near
@@ -215,6 +256,8 @@ def smallest_eigenspace_with_stats(left, right, k, *, max_steps=16):
         lambda u: u[:, :k],
         u,
     )
+    # eigh leaves some of its output finite on non-finite input
+    basis = jnp.where(finite, basis, jnp.nan)
     stats = dict(num_steps=steps, separated=(phase > 0) & finite)
     return basis.astype(dtype), stats
 

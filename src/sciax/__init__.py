@@ -2,8 +2,8 @@
 
 The library is four subpackages, each importable on its own:
 
-- ``sciax.numerics``: log-Bessel functions of real order and the von
-  Mises-Fisher distribution;
+- ``sciax.numerics``: log-Bessel functions of real order, the Matérn
+  correlation and the von Mises-Fisher distribution;
 - ``sciax.solvers``: Krylov solvers with recycling, multigrid, learned
   conjugate directions;
 - ``sciax.operators``: neural operators and their training;

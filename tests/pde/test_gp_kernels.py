@@ -1,3 +1,4 @@
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -120,7 +121,10 @@ def test_gradient_in_the_parameters():
     def loss(k):
         return jnp.sum(k.derivative(jnp.linspace(-1, 1, 5), 2) ** 2)
 
-    gradient = jax.grad(loss)(kernel)
+    # filter_grad: the Python-number nu is configuration, not differentiated
+    # (jax.grad would differentiate it too; test_nu_given_as_an_array_is_learnt)
+    gradient = eqx.filter_grad(loss)(kernel)
+    assert gradient.nu is None
     step = 1e-6
     shifted = pde.MaternMixtureKernel(
         kernel.log_weights,
@@ -144,3 +148,67 @@ def test_bad_configuration():
         smooth_enough_for_values.derivative(jnp.zeros(3), 2)
     with pytest.raises(ValueError, match="order must be 0..4"):
         smooth_enough_for_values.derivative(jnp.zeros(3), 5)
+
+
+def _matern_loss(kernel):
+    # values at distances 0 (the Gram matrix's diagonal) and beyond
+    d = jnp.asarray([0.0, 0.05, 0.3, 1.1])
+    return jnp.sum(jnp.asarray([1.0, 2.0, 3.0, 4.0]) * kernel.derivative(d, 0))
+
+
+def test_nu_given_as_an_array_is_learnt():
+    kernel = pde.MaternKernel(jnp.asarray(0.2), jnp.log(0.7), nu=jnp.asarray(1.7))
+    gradient = eqx.filter_grad(_matern_loss)(kernel)
+    step = 1e-6
+
+    def shifted(delta):
+        return pde.MaternKernel(
+            kernel.log_variance, kernel.log_lengthscale, nu=kernel.nu + delta
+        )
+
+    central = (_matern_loss(shifted(step)) - _matern_loss(shifted(-step))) / (2 * step)
+    assert float(gradient.nu) == pytest.approx(float(central), rel=1e-7)
+    # at distance 0 the value is the variance for every nu and lengthscale:
+    # both derivatives exactly 0 (not 0 * inf = nan), whatever the cotangent
+    at_zero = eqx.filter_grad(lambda k: 1e6 * k.derivative(jnp.zeros(()), 0))(kernel)
+    assert float(at_zero.nu) == 0.0
+    assert float(at_zero.log_lengthscale) == 0.0
+    assert float(at_zero.log_variance) == pytest.approx(1e6 * np.exp(0.2))
+
+
+def test_nu_given_as_a_number_is_fixed_configuration():
+    zero = jnp.asarray(0.0)
+    for given, stored in [(2.5, 2.5), (3, 3.0), (np.float32(1.5), 1.5)]:
+        nu = pde.MaternKernel(zero, zero, nu=given).nu
+        assert type(nu) is float and nu == stored
+    assert isinstance(pde.MaternKernel(zero, zero, nu=jnp.asarray(2.5)).nu, jax.Array)
+    with pytest.raises(TypeError, match="bool"):
+        pde.MaternKernel(zero, zero, nu=True)
+    with pytest.raises(TypeError, match="real"):
+        pde.MaternKernel(zero, zero, nu=jnp.asarray(1.0 + 2.0j))
+    with pytest.raises(ValueError, match="scalar"):
+        pde.MaternKernel(zero, zero, nu=jnp.ones(2))
+    # concrete arrays are checked as numbers are
+    with pytest.raises(ValueError, match="nu must be positive"):
+        pde.MaternKernel(zero, zero, nu=jnp.asarray(-1.0))
+    with pytest.raises(ValueError, match="no derivative of order 2"):
+        pde.MaternKernel(zero, zero, nu=jnp.asarray(0.9)).derivative(jnp.zeros(3), 2)
+    # a number stays static under filter_jit: checked at trace time there too
+    rough = pde.MaternKernel(zero, zero, nu=0.9)
+    with pytest.raises(ValueError, match="no derivative of order 2"):
+        eqx.filter_jit(lambda k: k.derivative(jnp.zeros(3), 2))(rough)
+
+
+def test_traced_nu_outside_the_order_domain_gives_nan():
+    zero = jnp.asarray(0.0)
+    d = jnp.linspace(-1.0, 1.0, 5)
+
+    def second_derivative(nu):
+        return pde.MaternKernel(zero, zero, nu=nu).derivative(d, 2)
+
+    rough = jax.jit(second_derivative)(jnp.asarray(0.9))
+    assert jnp.all(jnp.isnan(rough))
+    smooth = jax.jit(second_derivative)(jnp.asarray(2.5))
+    np.testing.assert_allclose(
+        smooth, pde.MaternKernel(zero, zero, nu=2.5).derivative(d, 2), rtol=1e-12
+    )

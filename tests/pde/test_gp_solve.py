@@ -172,3 +172,53 @@ def test_bad_input():
         pde.gp_solve(_poisson, BOUNDARY, DOMAIN, 40)
     with pytest.raises(ValueError, match="rtol must be >= 0"):
         pde.gp_solve(_poisson, BOUNDARY, DOMAIN, 40, rtol=-1.0)
+
+
+def _matern_sample(nu, lengthscale, num_modes=400, seed=0):
+    """A random cosine series on [0, 1] whose coefficients follow the Matérn
+    spectral density of smoothness nu, (2 nu / l^2 + w^2)^-(nu + 1/2): a
+    function with the roughness of a Matérn-nu sample path, and its second
+    derivative in closed form."""
+    rng = np.random.default_rng(seed)
+    omega = np.pi * np.arange(1, num_modes + 1)
+    density = (2 * nu / lengthscale**2 + omega**2) ** (-(nu + 0.5))
+    amplitude = np.sqrt(density / density.sum()) * rng.normal(size=num_modes)
+    phase = rng.uniform(0, 2 * np.pi, num_modes)
+    a, w, p = (jnp.asarray(v) for v in (amplitude, omega, phase))
+
+    def u(x):
+        return jnp.sum(a * jnp.cos(w * x + p))
+
+    def uxx(x):
+        return -jnp.sum(a * w**2 * jnp.cos(w * x + p))
+
+    return u, uxx
+
+
+@pytest.mark.slow  # 40-60 s on 2 cores, most of it compiling
+@pytest.mark.parametrize(("true_nu", "start_nu"), [(5.5, 3.0), (3.5, 6.0)])
+def test_matern_smoothness_is_learnt_towards_the_truth(true_nu, start_nu):
+    u, uxx = _matern_sample(true_nu, 0.15)
+
+    def equation(x, v, vxx):
+        return vxx - uxx(x)
+
+    kernel = pde.MaternKernel(
+        jnp.asarray(0.0), jnp.log(jnp.asarray(0.15)), nu=jnp.asarray(start_nu)
+    )
+    solution = pde.gp_solve(
+        equation,
+        (float(u(0.0)), float(u(1.0))),
+        (0.0, 1.0),
+        100,
+        kernel=kernel,
+        rtol=0.0,
+        max_outer_steps=4,
+        kernel_steps=50,
+        learning_rate=0.05,
+        spectrum_steps=0,
+    )
+    learnt = float(solution.kernel.nu)
+    # measured: 3.0 -> 5.06 (truth 5.5), 6.0 -> 5.23 (truth 3.5)
+    assert abs(learnt - true_nu) < 0.75 * abs(start_nu - true_nu), learnt
+    assert int(solution.stats["num_accepted"]) >= 1
