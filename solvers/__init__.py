@@ -36,3 +36,14 @@ from .sequence import fft_pca_order as fft_pca_order
 from .sequence import greedy_order as greedy_order
 from .sequence import hilbert_index as hilbert_index
 from .sequence import solve_sequence as solve_sequence
+
+
+def __getattr__(name):
+    # lineax is an optional extra: LineaxSolver subclasses
+    # lineax.AbstractLinearSolver, so its module imports lineax, and is
+    # loaded on first use rather than with sciax.solvers.
+    if name in ("LineaxSolver", "LineaxOperator"):
+        from . import _lineax
+
+        return getattr(_lineax, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

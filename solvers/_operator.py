@@ -7,6 +7,7 @@ or a callable into an operator, so ``solve`` accepts any of them.
 """
 
 import abc
+import sys
 from collections.abc import Callable
 
 import equinox as eqx
@@ -223,10 +224,23 @@ class FunctionOperator(LinearOperator):
         return self.diagonal_values
 
 
+def is_lineax_operator(operator) -> bool:
+    """Whether ``operator`` is a ``lineax.AbstractLinearOperator``, without
+    importing lineax (an optional extra): if no one has imported it, no
+    lineax operator can exist."""
+    lineax = sys.modules.get("lineax")
+    return lineax is not None and isinstance(operator, lineax.AbstractLinearOperator)
+
+
 def as_operator(operator, like: Array) -> LinearOperator:
-    """Normalise what ``solve`` accepts (operator, array, BCOO or callable)."""
+    """Normalise what ``solve`` accepts (operator, array, BCOO, callable or
+    lineax operator)."""
     if isinstance(operator, LinearOperator):
         return operator
+    if is_lineax_operator(operator):
+        from ._lineax import LineaxOperator
+
+        return LineaxOperator(operator)
     if isinstance(operator, sparse.BCOO) or scipy.sparse.issparse(operator):
         return SparseOperator(operator)
     if isinstance(operator, jax.Array | jnp.ndarray) or hasattr(operator, "__array__"):

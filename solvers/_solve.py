@@ -7,7 +7,12 @@ import scipy.sparse
 from jax import lax
 
 from .._results import raise_if_failed
-from ._operator import FunctionOperator, SparseOperator, as_operator
+from ._operator import (
+    FunctionOperator,
+    SparseOperator,
+    as_operator,
+    is_lineax_operator,
+)
 from ._solution import Solution
 from ._solver import AbstractLinearSolver
 from ._unrolled_symmetric import split_operator_tangents
@@ -97,7 +102,11 @@ def solve(
 
     Args:
         operator: a ``LinearOperator``, a square array, a BCOO or
-            ``scipy.sparse`` matrix or array, or a function ``x -> A x``.
+            ``scipy.sparse`` matrix or array, a function ``x -> A x``, or a
+            ``lineax.AbstractLinearOperator`` (square and real; its PyTree
+            input is flattened as ``jax.flatten_util.ravel_pytree`` does,
+            and the CG family needs it tagged positive semidefinite; see
+            ``LineaxOperator``).
         b: right-hand side, 1-D. Batch with ``jax.vmap``.
         solver: ``CG``, ``GMRES``, ``GCRODR``, ... (tolerances required).
         x0: initial guess (default zeros).
@@ -128,6 +137,13 @@ def solve(
         # scipy's matrices are not hashable, and filter_jit would hash them
         # as static data: convert before compiling.
         operator = SparseOperator(operator)
+    elif is_lineax_operator(operator):
+        # lineax operators carry structure tags (symmetric, positive
+        # semidefinite) that say whether the CG family applies: checked here,
+        # where the solver is known, then wrapped as a sciax operator.
+        from ._lineax import from_lineax
+
+        operator = from_lineax(operator, solver)
     return _solve(
         operator,
         b,
