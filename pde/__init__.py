@@ -13,12 +13,14 @@ from ._pressure import pressure_cells as pressure_cells
 from ._random_field import gaussian_random_field as gaussian_random_field
 from .datasets import BurgersSample as BurgersSample
 from .datasets import DarcySample as DarcySample
-from .datasets import darcy_coefficient as darcy_coefficient
+from .datasets import LinearFamilySample as LinearFamilySample
 from .datasets import burgers_initial_condition as burgers_initial_condition
 from .datasets import burgers_samples as burgers_samples
 from .datasets import burgers_solve as burgers_solve
+from .datasets import darcy_coefficient as darcy_coefficient
 from .datasets import darcy_sample as darcy_sample
 from .datasets import darcy_samples as darcy_samples
+from .datasets import linear_family_samples as linear_family_samples
 from .datasets import load_dataset as load_dataset
 from .datasets import periodic_subsample as periodic_subsample
 from .datasets import subsample as subsample

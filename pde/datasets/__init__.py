@@ -12,3 +12,5 @@ from ._darcy import darcy_samples as darcy_samples
 from ._darcy import subsample as subsample
 from ._dataset import load_dataset as load_dataset
 from ._dataset import write_dataset as write_dataset
+from ._linear_family import LinearFamilySample as LinearFamilySample
+from ._linear_family import linear_family_samples as linear_family_samples
