@@ -1,6 +1,7 @@
 """Datasets on disk: a directory of shards plus a JSON manifest, written
 atomically and resumable."""
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -17,6 +18,13 @@ from tqdm.auto import tqdm
 from ..._checkpoint import changed_settings, replace_atomically, write_json
 from ._burgers import burgers_samples, periodic_subsample
 from ._darcy import darcy_order_fields, darcy_samples, darcy_samples_along, subsample
+from ._linear_family import (
+    FAMILIES,
+    default_order,
+    family_order_fields,
+    family_samples_along,
+    linear_family_samples,
+)
 from ._sample_order import check_order, sample_order
 
 
@@ -29,6 +37,8 @@ class _Generator(NamedTuple):
     # solved along a chain (None: the generator has no sorted order)
     order_fields: Callable | None = None
     along: Callable | None = None
+    # the order of a run whose options name none
+    default_order: str = "none"
 
 
 GENERATORS = {
@@ -44,6 +54,16 @@ GENERATORS = {
         burgers_samples, 8192, periodic_subsample, ("initial", "final")
     ),
 }
+for _family in FAMILIES:
+    GENERATORS[_family] = _Generator(
+        functools.partial(linear_family_samples, _family),
+        65,
+        subsample,
+        ("field", "solution"),
+        functools.partial(family_order_fields, family=_family),
+        functools.partial(family_samples_along, family=_family),
+        default_order(_family),
+    )
 # a sorted run's shards also hold the indices of their samples
 INDEX = "index"
 
@@ -90,8 +110,9 @@ def write_dataset(
     finished shard) and ``shard_00000.npz``, ... each holding
     ``<input>_<r>`` and ``<output>_<r>`` arrays for every saved
     resolution r (the solve resolution first, then ``resolutions``,
-    subsampled): ``coefficient`` and ``solution`` for "darcy", ``initial``
-    and ``final`` for "burgers". Sample i is generated from ``fold_in(key(seed), i)``, so an
+    subsampled): ``coefficient`` and ``solution`` for "darcy", ``field`` and
+    ``solution`` for the linear families, ``initial`` and ``final`` for
+    "burgers". Sample i is generated from ``fold_in(key(seed), i)``, so an
     interrupted and resumed run writes exactly the bytes of an uninterrupted
     one. Shards and the manifest are written to a temporary file and renamed;
     a shard whose digest does not match the manifest (corrupted, or
@@ -107,8 +128,11 @@ def write_dataset(
 
     Args:
         directory: where the dataset lives (created if needed).
-        generator: "darcy" (``pde.darcy_samples``, solved at 421 by default)
-            or "burgers" (``pde.burgers_samples``, 8192).
+        generator: "darcy" (``pde.darcy_samples``, solved at 421 by default),
+            "burgers" (``pde.burgers_samples``, 8192), or one of the linear
+            families "nonsymmetric-darcy", "helmholtz", "heat"
+            (``pde.linear_family_samples``, 65; sorted by the family's
+            default order unless ``order`` says otherwise).
         num_samples: total number of samples.
         seed: integer seed.
         shard_size: samples per shard.
@@ -171,7 +195,9 @@ def write_dataset(
             bar.update(size)
             continue
         if sequence is None:
-            samples = spec.samples(key, size, first_index=first, **options)
+            # an unsorted run of a generator that sorts by default
+            unsorted = {**options, "order": "none"} if spec.along else options
+            samples = spec.samples(key, size, first_index=first, **unsorted)
         else:
             samples = spec.along(key, sequence[first : first + size], **options)
         arrays = {
@@ -192,7 +218,7 @@ def write_dataset(
 def _run_order(spec, generator, key, num_samples, options):
     """None for an unsorted run; else the sample indices in solve order
     (recomputed identically on resume, from the seed)."""
-    order = check_order("write_dataset", options.get("order", "none"))
+    order = check_order("write_dataset", options.get("order", spec.default_order))
     if order == "none":
         return None
     if spec.along is None:
@@ -205,7 +231,8 @@ def _run_order(spec, generator, key, num_samples, options):
 def load_dataset(directory, resolution: int) -> dict[str, np.ndarray]:
     """The dataset at one saved resolution, every shard checked against the
     manifest's digest: ``{"coefficient": (N, r, r), "solution": (N, r, r)}``
-    for Darcy, ``{"initial": (N, r), "final": (N, r)}`` for Burgers.
+    for Darcy, ``{"field": (N, r, r), "solution": (N, r, r)}`` for the linear
+    families, ``{"initial": (N, r), "final": (N, r)}`` for Burgers.
 
     Raises:
         ValueError: missing, unfinished or corrupted dataset, or a resolution

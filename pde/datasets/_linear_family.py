@@ -14,6 +14,7 @@ from ...solvers import (
     CG,
     GCRODR,
     AbstractLinearSolver,
+    AbstractPreconditioner,
     Multigrid,
     solve,
 )
@@ -57,6 +58,11 @@ class LinearFamilySample(eqx.Module):
     stats: dict
 
 
+def default_order(family: str) -> str:
+    """The order a family's data are solved in unless told otherwise."""
+    return "none" if family == "heat" else "greedy"
+
+
 def _default_solver(family, resolution, dtype):
     """Multigrid-PCG where multigrid fits (heat: SPD), else GCRO-DR(40, 10)
     without a preconditioner: the non-symmetric and the indefinite operators
@@ -64,11 +70,15 @@ def _default_solver(family, resolution, dtype):
     rtol = _default_rtol(resolution, dtype)
     unknowns = (resolution - 2) ** 2
     if family == "heat":
-        return CG(rtol=rtol, atol=0.0, max_steps=200), Multigrid(), "none"
+        return (
+            CG(rtol=rtol, atol=0.0, max_steps=200),
+            Multigrid(),
+            default_order(family),
+        )
     solver = GCRODR(
         rtol=rtol, atol=0.0, max_steps=20 * unknowns, restart=_RESTART, recycle=_RECYCLE
     )
-    return solver, None, "greedy"
+    return solver, None, default_order(family)
 
 
 def _family_operator(family, wavenumber, time_step, heat_coefficient):
@@ -173,9 +183,33 @@ def linear_family_samples(
         ``RESULTS`` item and the fix.
     """
     caller = "linear_family_samples"
+    batch_devices(caller, num_samples, 1, devices)
+    configuration = _configure(
+        caller, family, key, resolution, alpha, tau, wavenumber, time_step,
+        solver, preconditioner, order, devices, dtype,
+    )  # fmt: skip
+    indices = first_index + jnp.arange(num_samples, dtype=jnp.uint32)
+    return _checked(caller, throw, _generate(key, indices, *configuration))
+
+
+def _checked(caller, throw, samples):
+    if throw:
+        field = raise_if_failed(
+            samples.field, samples.result, f"sciax.pde.{caller}", "samples"
+        )
+        samples = eqx.tree_at(lambda s: s.field, samples, field)
+    return samples
+
+
+def _configure(
+    caller, family, key, resolution, alpha, tau, wavenumber, time_step,
+    solver, preconditioner, order, devices, dtype,
+):  # fmt: skip
+    """Checks, and the family's defaults filled in: the arguments of
+    ``_generate`` after (key, indices)."""
     if family not in FAMILIES:
         raise ValueError(f"{caller}: family must be one of {FAMILIES}, got {family!r}.")
-    devices = batch_devices(caller, num_samples, 1, devices)
+    devices = tuple(jax.local_devices() if devices is None else devices)
     if (
         isinstance(resolution, bool)
         or not isinstance(resolution, int)
@@ -204,7 +238,8 @@ def linear_family_samples(
                 f"preconditioner, got {preconditioner!r}."
             )
         preconditioner = default_preconditioner
-    order = check_order(caller, default_order if order is None else order)
+    if order != "given":
+        order = check_order(caller, default_order if order is None else order)
     heat_coefficient = None
     if family == "heat":
         h = gaussian_random_field(
@@ -216,22 +251,64 @@ def linear_family_samples(
         )
         heat_coefficient = jnp.exp(h)
     settings = (family, resolution, alpha, tau, wavenumber, time_step, dtype, devices)
-    indices = first_index + jnp.arange(num_samples, dtype=jnp.uint32)
-    samples = _generate(
-        key, indices, heat_coefficient, solver, preconditioner, order, settings
+    return heat_coefficient, solver, preconditioner, order, settings
+
+
+def family_order_fields(
+    key, indices, *, family, resolution=65, alpha=2.0, tau=3.0, dtype=None, **_
+):
+    """The fields of samples ``indices`` at every k-th node (at most 64 per
+    axis), for ``write_dataset`` to sort a long run on."""
+    dtype = float_dtype("write_dataset", dtype)
+    stride = max(1, -(-resolution // 64))
+    return _coarse_fields(key, indices, family, resolution, alpha, tau, dtype, stride)
+
+
+@eqx.filter_jit
+def _coarse_fields(key, indices, family, resolution, alpha, tau, dtype, stride):
+    return fields_at(
+        lambda k: _field(k, resolution, alpha, tau, dtype, family)[::stride, ::stride],
+        key,
+        indices,
     )
-    if throw:
-        field = raise_if_failed(
-            samples.field, samples.result, f"sciax.pde.{caller}", "samples"
-        )
-        samples = eqx.tree_at(lambda s: s.field, samples, field)
-    return samples
+
+
+def family_samples_along(
+    key,
+    indices,
+    *,
+    family,
+    resolution=65,
+    alpha=2.0,
+    tau=3.0,
+    wavenumber=15.0,
+    time_step=1e-3,
+    solver=None,
+    preconditioner="default",
+    devices=None,
+    throw=True,
+    dtype=None,
+    **_,
+) -> LinearFamilySample:
+    """The samples ``indices``, solved as one chain in exactly that order
+    (``write_dataset``'s shard of a sorted run), in that order."""
+    caller = "linear_family_samples"
+    configuration = _configure(
+        caller, family, key, resolution, alpha, tau, wavenumber, time_step,
+        solver, preconditioner, "given", devices, dtype,
+    )  # fmt: skip
+    indices = jnp.asarray(indices, jnp.uint32)
+    return _checked(caller, throw, _generate(key, indices, *configuration))
 
 
 @eqx.filter_jit
 def _generate(key, indices, heat_coefficient, solver, preconditioner, order, settings):
     family, resolution, alpha, tau, wavenumber, time_step, dtype, devices = settings
     build, rhs = _family_operator(family, wavenumber, time_step, heat_coefficient)
+    if family == "heat" and isinstance(preconditioner, AbstractPreconditioner):
+        # one matrix for every sample: its preconditioner (a multigrid
+        # hierarchy) is built once, not once per sample
+        preconditioner = preconditioner.build(build(None))
     fields = fields_at(
         lambda k: _field(k, resolution, alpha, tau, dtype, family), key, indices
     )
@@ -241,7 +318,10 @@ def _generate(key, indices, heat_coefficient, solver, preconditioner, order, set
             fields, build, rhs, solver, preconditioner, devices
         )
     else:
-        sequence = sample_order(order, fields)
+        if order == "given":
+            sequence = jnp.arange(fields.shape[0])
+        else:
+            sequence = sample_order(order, fields)
         chunks = min(len(devices), fields.shape[0])
         solution = solve_sequence(
             build,
