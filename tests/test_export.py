@@ -32,12 +32,15 @@ inside jit, vmap and gradients is ``throw=False``).
 
 Not exported (not jittable by design):
 
-- ``solvers.train_direction_network`` and ``operators.fit``: Python-level
-  training loops (a progress bar, checkpoints written to disk, a Python
-  stopping test on the loss); ``fit``'s compiled epoch is covered by
-  ``operators-train-step``, the same ``value_and_grad`` of the loss and
-  ``default_optimizer`` update in one step.
+- ``solvers.train_direction_network``, ``operators.fit`` and
+  ``operators.fit_stream``: Python-level training loops (a progress bar,
+  checkpoints written to disk, a Python stopping test on the loss); their
+  compiled step is covered by ``operators-train-step``, the same
+  ``value_and_grad`` of the loss and ``default_optimizer`` update.
 - ``pde.write_dataset`` and ``pde.load_dataset``: files on disk.
+- ``numerics.NumpyroVonMisesFisher`` and ``solvers.LineaxSolver`` /
+  ``LineaxOperator`` (optional extras): thin adapters whose computations are
+  those of ``VonMisesFisher`` and ``solve``, exported above.
 - ``solvers.save_network``, ``solvers.load_network`` and
   ``solvers.pretrained_network``: files on disk (the networks they return
   are exported, ``network-*`` and ``solve-LearnedConjugateDirections*``).
@@ -171,6 +174,8 @@ def _von_mises_fisher(dtype):
                 distribution.log_normalizer(),
                 distribution.mean(),
                 distribution.entropy(),
+                distribution.mode(),
+                distribution.kl_to_uniform(),
                 distribution.sample(key, 4),
                 fit,
             )
@@ -190,6 +195,30 @@ def _von_mises_fisher(dtype):
 case("numerics-von-mises-fisher-float32")(_von_mises_fisher(F32))
 # --runslow: the same code in float64 (3.5 s to lower)
 case("numerics-von-mises-fisher-float64", x64=True, slow=True)(_von_mises_fisher(F64))
+
+
+# --runslow: the implicit reparameterisation of samples (its quadrature and
+# Newton iteration) under reverse mode
+@case("numerics-von-mises-fisher-sample-gradient", slow=True)
+def _():
+    def run(mean_direction, kappa, key):
+        def projected(mean_direction, kappa):
+            x = numerics.VonMisesFisher(mean_direction, kappa).sample(key, 4)
+            return jnp.sum(x[:, 0])
+
+        return jax.grad(projected, argnums=(0, 1))(mean_direction, kappa)
+
+    return run, (shape(3), shape(), key_shape())
+
+
+@case("numerics-log_matern")
+def _():
+    def run(nu, x):
+        value = numerics.log_matern(nu, x)
+        slopes = jax.vmap(jax.grad(numerics.log_matern, argnums=(0, 1)))(nu, x)
+        return value, slopes
+
+    return run, (shape(8), shape(8))
 
 
 # ----------------------------------------------------------------- solvers
@@ -675,6 +704,16 @@ def _():
     def run(key):
         return pde.darcy_samples(
             key, 3, resolution=DARCY_RESOLUTION, batch_size=2, throw=False, dtype=F32
+        )
+
+    return run, (key_shape(),)
+
+
+@case("pde-linear_family_samples")
+def _():
+    def run(key):
+        return pde.linear_family_samples(
+            "helmholtz", key, 3, resolution=DARCY_RESOLUTION, throw=False, dtype=F32
         )
 
     return run, (key_shape(),)

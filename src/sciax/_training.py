@@ -7,7 +7,7 @@ from ._results import RESULTS
 
 class Training(eqx.Module):
     """What a training call returns (``sciax.operators.fit``,
-    ``sciax.solvers.train_direction_network``).
+    ``sciax.operators.fit_stream``, ``sciax.solvers.train_direction_network``).
 
     The trained network is ``model``, not ``value``: a training call's
     output is a model, while ``value`` names the solution of a solve or a
@@ -23,7 +23,8 @@ class Training(eqx.Module):
             ``"num_steps"`` (optimizer steps done in all, those before a
             resume included) and ``"seconds"`` (wall-clock seconds of this
             call, compilation included); ``fit`` adds ``"validation_loss"``,
-            ``"epoch_seconds"`` and ``"num_epochs"``.
+            ``"epoch_seconds"`` and ``"num_epochs"``; ``fit_stream`` the
+            counts of fresh samples and of their reuse.
     """
 
     model: eqx.Module
