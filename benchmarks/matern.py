@@ -34,8 +34,11 @@ from sciax import numerics
 
 
 def by_hand(nu, x):
-    return (1.0 - nu) * jnp.log(2.0) - gammaln(nu) + nu * jnp.log(x) + (
-        numerics.log_kv(nu, x)
+    return (
+        (1.0 - nu) * jnp.log(2.0)
+        - gammaln(nu)
+        + nu * jnp.log(x)
+        + (numerics.log_kv(nu, x))
     )
 
 
