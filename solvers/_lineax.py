@@ -317,7 +317,7 @@ class LineaxSolver(lx.AbstractLinearSolver):
     ``num_matvecs`` and ``residual_norm``, and for ``GCRODR`` and
     ``RecycledCG`` the ``recycle_state`` after the solve, to pass to the next.
 
-    Args:
+    Attributes:
         solver: the sciax solver (its tolerances and limits are used).
         recycle_state: a ``RecycleState`` every solve starts from (GCRODR,
             RecycledCG only), e.g. ``solve(...).state`` of an earlier system;
