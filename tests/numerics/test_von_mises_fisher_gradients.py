@@ -171,6 +171,7 @@ def test_slope_against_mpmath_at_extreme_dimensions_and_concentrations():
     np.testing.assert_allclose(ours, expected, rtol=1e-12)
 
 
+@pytest.mark.slow  # ~10 s (suite budget): the grouped evaluation of the slopes
 def test_slope_in_a_large_batch_is_the_slope_of_each_point():
     """A regression test: with jnp.log1p in the node computation, XLA's CPU
     backend gave 1.7e40 instead of 4.5e-6 here once the batch passed ~100

@@ -20,6 +20,7 @@ NumpyroVonMisesFisher = numerics.NumpyroVonMisesFisher
 MU = np.array([0.0, 0.6, 0.8])
 
 
+@pytest.mark.slow  # ~35 s of compiling the batched sampler (suite budget)
 def test_shapes_support_and_values_are_those_of_von_mises_fisher():
     mus = np.array([MU, [1.0, 0.0, 0.0]])
     kappas = np.array([[2.0], [30.0]])

@@ -56,7 +56,11 @@ def test_default_solution_solves_the_family_system(family):
         assert np.all(samples.field[:, 0] == 0) and np.all(samples.field[:, -1] == 0)
 
 
-@pytest.mark.parametrize("order", ["none", "fft-pca"])
+@pytest.mark.parametrize(
+    "order",
+    # fft-pca: ~30 s more of compiling (suite budget)
+    ["none", pytest.param("fft-pca", marks=pytest.mark.slow)],
+)
 def test_orders_agree_and_samples_do_not_depend_on_the_split(order):
     key = jax.random.key(5)
     chain = pde.linear_family_samples(
@@ -75,6 +79,7 @@ def test_orders_agree_and_samples_do_not_depend_on_the_split(order):
     np.testing.assert_array_equal(tail.field, chain.field[4:])
 
 
+@pytest.mark.slow  # ~25 s (RESULTS "The other linear families" measures it)
 def test_recycling_along_the_chain_saves_matvecs_on_related_systems():
     # GCRO-DR's recycle space carried along the greedy chain must cut the
     # matvecs against fresh solves of the same systems (at 31^2, 8 samples:

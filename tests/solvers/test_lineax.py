@@ -363,8 +363,8 @@ def test_adapter_without_lineax_names_the_extra(monkeypatch):
     """The lazy hook: with lineax unimportable, sciax.solvers.LineaxSolver
     raises an ImportError that names the extra, and solve does not look for
     lineax operators (in-process: _lineax is dropped and re-imported)."""
-    monkeypatch.delitem(sys.modules, "sciax.solvers._lineax")
-    monkeypatch.delattr(solvers, "_lineax")
+    monkeypatch.delitem(sys.modules, "sciax.solvers._lineax", raising=False)
+    monkeypatch.delattr(solvers, "_lineax", raising=False)
     monkeypatch.setitem(sys.modules, "lineax", None)
     with pytest.raises(ImportError, match=r"sciax\[lineax\]"):
         solvers.LineaxSolver  # noqa: B018
