@@ -600,7 +600,8 @@ def log_matern(nu: ArrayLike, x: ArrayLike) -> Float[Array, "..."]:
     forward-mode differentiation of the Debye form, and where $x^2 < \epsilon$
     from the closed forms: at most 10 eps relative for $x \ge 10^{-30}$;
     below that, for $\nu < 1$, where the slope is ~$x^{2\nu-1}$, up to
-    ~350 eps (an exponential of $(2\nu - 1)\log x$ with $\log x \approx -700$).
+    about $|(2\nu - 1)\log x|$ eps (an exponential of that argument; ~700 eps
+    at the smallest subnormal $x$).
     $\partial_\nu$ by forward-mode differentiation of each region's form
     (through the $K$ kernel's own order derivative, as ``log_kv``'s): at
     most 15 eps on the table (30 in sweeps) in the error measure above. At

@@ -251,8 +251,12 @@ def test_values_and_x_slopes_against_mpmath(pairs):
     # random sweeps: 70 eps at most (the band of the table test)
     assert error.max() <= 96, (nu, x, error)
     x_error = _slope_error(d_x, slopes) / eps(np.float64)
-    # near the underflow at nu < 1 (see the table test): up to ~350 eps
-    assert x_error.max() <= 512, (nu, x, x_error)
+    # near the underflow at nu < 1 the slope ~ x^(2 nu - 1) is an exponential
+    # of (2 nu - 1) log x, whose rounding it inherits: at most that many eps
+    # (up to ~700 at the smallest subnormals; found: 554 at nu = 0.03,
+    # x = 1e-320)
+    bound = 16 + np.abs((2 * nu - 1) * np.log(np.where(x > 0, x, 1.0)))
+    assert np.all(x_error <= bound), (nu, x, x_error, bound)
 
 
 @pytest.mark.slow
